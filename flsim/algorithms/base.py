@@ -1,0 +1,163 @@
+"""The round-based algorithm contract and the registry.
+
+An algorithm is a class with typed hyperparameters and *pure* update functions over flat
+tensors (DESIGN.md §5):
+
+* ``broadcast(server, round)``: what the server sends down (the same for every client);
+* ``client_update(message, state, ctx)``: one client's local work, returning its reply and
+  new persistent state. It may only use ``ctx`` for data and randomness, so it runs the
+  same in process or on a Ray actor;
+* ``aggregate(server, replies, round)``: the server update, fed replies in client-id order.
+
+Where and when these run is the engine's and backend's business, never the algorithm's.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from torch import Tensor
+
+from flsim.algorithms.client import ClientContext
+
+Tensors = dict[str, Tensor]
+
+
+class AlgorithmConfig(BaseModel):
+    """Hyperparameters shared by every round-based algorithm (the client optimizer).
+
+    ``local_steps`` and ``local_epochs`` are mutually exclusive: ALGORITHMS.md requires the
+    config to say which one K counts. ``batch_size: full`` means full local gradients.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    name: str
+    lr: float = Field(0.1, gt=0)
+    local_steps: PositiveInt | None = None
+    local_epochs: PositiveInt | None = None
+    batch_size: PositiveInt | Literal["full"] = 32
+    weighting: Literal["samples", "uniform"] = "samples"
+    server_lr: float = Field(1.0, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    lr_decay: float = Field(1.0, gt=0, le=1, description="Per-round multiplicative decay of lr.")
+    clip_norm: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _steps_or_epochs(self) -> AlgorithmConfig:
+        if self.local_steps is not None and self.local_epochs is not None:
+            raise ValueError("give either local_steps or local_epochs, not both")
+        if self.local_steps is None and self.local_epochs is None:
+            self.local_steps = 1
+        return self
+
+    def round_lr(self, round_index: int) -> float:
+        return self.lr * self.lr_decay**round_index
+
+
+@dataclass
+class Reply:
+    """A client's answer to one round: its message and the facts the engine accounts for."""
+
+    client: int
+    message: Tensors
+    num_samples: int
+    grad_evals: int
+    local_steps: int
+    bytes_up: int
+    extras: dict[str, float] = field(default_factory=dict)
+
+
+def tensor_bytes(message: Tensors) -> int:
+    """Exact payload size of an uncompressed message: the sum of its tensors' bytes."""
+    return sum(t.numel() * t.element_size() for t in message.values())
+
+
+class RoundAlgorithm(ABC):
+    """Base class for server/client algorithms driven in rounds (sync or buffered async)."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[AlgorithmConfig]] = AlgorithmConfig
+    #: ``True`` when ``client_update`` reads or writes persistent per-client state.
+    stateful_clients: ClassVar[bool] = False
+
+    def __init__(self, config: AlgorithmConfig, num_clients: int, client_sizes: list[int]) -> None:
+        self.config = config
+        self.num_clients = num_clients
+        self.client_sizes = client_sizes
+
+    @classmethod
+    def example_scenario(cls, base: dict[str, Any]) -> dict[str, Any]:
+        """A small scenario that exercises this algorithm, derived from ``base``.
+
+        Registry-wide tests (for example local-vs-Ray bit equality) call this, so every
+        algorithm added later is covered without editing the tests.
+        """
+        return {**base, "algorithm": {**base.get("algorithm", {}), "name": cls.name}}
+
+    def init_server(self, x0: Tensor) -> Tensors:
+        return {"x": x0.clone()}
+
+    def init_client(self, client: int, x0: Tensor) -> Tensors:
+        """Persistent state of a client before its first round (empty for stateless ones)."""
+        return {}
+
+    def broadcast(self, server: Tensors, round_index: int) -> Tensors:
+        return {"x": server["x"]}
+
+    @abstractmethod
+    def client_update(self, message: Tensors, state: Tensors, ctx: ClientContext) -> tuple[Tensors, Tensors]:
+        """Local work of one client; returns (reply message, new client state).
+
+        Must not mutate ``message`` or ``state`` in place: checkpoints and the rewind after
+        a lost worker keep references to earlier states.
+        """
+
+    @abstractmethod
+    def aggregate(self, server: Tensors, replies: list[Reply], round_index: int) -> Tensors:
+        """Server update from the replies of one round, given in client-id order."""
+
+    def global_model(self, server: Tensors) -> Tensor:
+        return server["x"]
+
+    def weights(self, replies: list[Reply]) -> Tensor:
+        """Aggregation weights summing to one: by sample count, or uniform (B1)."""
+        if self.config.weighting == "uniform":
+            raw = torch.ones(len(replies), dtype=torch.float64)
+        else:
+            raw = torch.tensor([r.num_samples for r in replies], dtype=torch.float64)
+        return raw / raw.sum()
+
+    def weighted_mean(self, replies: list[Reply], key: str) -> Tensor:
+        """Σ_i w_i m_i summed in client-id order, so every backend gets the same bits."""
+        weights = self.weights(replies)
+        out = torch.zeros_like(replies[0].message[key])
+        for w, reply in zip(weights.tolist(), replies, strict=True):
+            out.add_(reply.message[key], alpha=w)
+        return out
+
+
+REGISTRY: dict[str, type[RoundAlgorithm]] = {}
+
+
+def register(cls: type[RoundAlgorithm]) -> type[RoundAlgorithm]:
+    """Class decorator: make an algorithm available by its ``name`` in scenarios."""
+    if cls.name in REGISTRY:
+        raise ValueError(f"algorithm {cls.name!r} registered twice")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def parse_algorithm_config(raw: dict[str, Any]) -> AlgorithmConfig:
+    """Validate the ``algorithm`` mapping against the named algorithm's config model."""
+    name = raw.get("name")
+    if name not in REGISTRY:
+        from flsim.config.errors import ConfigError
+
+        raise ConfigError("algorithm.name", name, f"unknown algorithm; choose from {sorted(REGISTRY)}")
+    return REGISTRY[name].Config.model_validate(raw)

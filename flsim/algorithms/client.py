@@ -1,0 +1,131 @@
+"""What a client sees during one round: its data, a gradient oracle, and a seeded batch stream.
+
+The context counts every gradient-oracle call, so SAM-type methods (two gradients a step)
+are charged honestly, and it owns the only random generator a client update may use.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from flsim.tasks.base import Objective, Shard
+
+
+@dataclass
+class Batch:
+    x: Tensor
+    y: Tensor
+
+
+class ClientContext:
+    """One client's view of one round.
+
+    ``generator`` is derived from ``(seed, "client", client, round)`` by the caller, so the
+    batches a client draws are the same whichever worker runs it.
+    """
+
+    def __init__(
+        self,
+        client: int,
+        shard: Shard,
+        objective: Objective,
+        generator: torch.Generator,
+        batch_size: int | None,
+        lr: float,
+        round_index: int,
+    ) -> None:
+        self.client = client
+        self.shard = shard
+        self.objective = objective
+        self.generator = generator
+        self.batch_size = None if batch_size is None or batch_size >= len(shard) else batch_size
+        self.lr = lr
+        self.round_index = round_index
+        self.grad_evals = 0
+        self.steps = 0
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.shard)
+
+    def steps_for(self, local_steps: int | None, local_epochs: int | None) -> int:
+        """K in steps: epochs are converted with ⌈n_i / batch⌉ steps per epoch."""
+        if local_steps is not None:
+            return local_steps
+        assert local_epochs is not None
+        per_epoch = 1 if self.batch_size is None else math.ceil(self.num_samples / self.batch_size)
+        return local_epochs * per_epoch
+
+    def batches(self) -> Iterator[Batch]:
+        """An endless stream of minibatches: seeded reshuffles, epoch after epoch."""
+        if self.batch_size is None:
+            full = Batch(self.shard.x, self.shard.y)
+            while True:
+                yield full
+        n = self.num_samples
+        while True:
+            order = torch.randperm(n, generator=self.generator)
+            for start in range(0, n, self.batch_size):
+                index = order[start : start + self.batch_size]
+                yield Batch(self.shard.x[index], self.shard.y[index])
+
+    def grad(self, params: Tensor, batch: Batch) -> Tensor:
+        """One gradient-oracle call g_i(params; batch)."""
+        self.grad_evals += 1
+        _, gradient = self.objective.loss_and_grad(params, batch.x, batch.y)
+        return gradient
+
+    def full_grad(self, params: Tensor) -> Tensor:
+        return self.grad(params, Batch(self.shard.x, self.shard.y))
+
+
+GradientHook = Callable[[Tensor, Tensor], Tensor]
+
+
+def clip_by_norm(vector: Tensor, max_norm: float | None) -> Tensor:
+    if max_norm is None:
+        return vector
+    norm = float(vector.norm())
+    return vector * (max_norm / norm) if norm > max_norm else vector
+
+
+def local_sgd(
+    start: Tensor,
+    ctx: ClientContext,
+    num_steps: int,
+    *,
+    correction: GradientHook | None = None,
+    gradient: Callable[[Tensor, Batch], Tensor] | None = None,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    clip_norm: float | None = None,
+) -> Tensor:
+    """K steps of y ← y − η (clip(g(y) + correction(y, g)) + wd·y), with heavy-ball momentum.
+
+    ``gradient`` replaces the plain oracle (SAM-type methods), ``correction`` adds the
+    algorithm's drift term (FedProx's μ(y − x), SCAFFOLD's c − c_i, ...). Clipping applies to
+    the corrected gradient, before weight decay, as the FedSpeed code does (F2).
+    """
+    y = start.clone()
+    buffer: Tensor | None = None
+    stream = ctx.batches()
+    oracle = gradient if gradient is not None else ctx.grad
+    for _ in range(num_steps):
+        batch = next(stream)
+        g = oracle(y, batch)
+        if correction is not None:
+            g = correction(y, g)
+        g = clip_by_norm(g, clip_norm)
+        if weight_decay:
+            g = g + weight_decay * y
+        if momentum:
+            buffer = g if buffer is None else buffer.mul_(momentum).add_(g)
+            g = buffer
+        y.sub_(g, alpha=ctx.lr)
+        ctx.steps += 1
+    return y

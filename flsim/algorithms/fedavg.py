@@ -1,0 +1,36 @@
+"""FedAvg (ALGORITHMS.md B1)."""
+
+from __future__ import annotations
+
+from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors, register
+from flsim.algorithms.client import ClientContext, local_sgd
+
+
+@register
+class FedAvg(RoundAlgorithm):
+    """(B1): y_{k+1} = y_k − η_l g_i(y_k) from y_0 = x^t; x^{t+1} = x^t + η_g Σ_i w_i (y_K^i − x^t).
+
+    Weights w_i are proportional to sample counts, or uniform with ``weighting: uniform``.
+    With one full-batch local step, full participation and η_g = 1, this is exactly gradient
+    descent on f = Σ (n_i/n) f_i (a test checks it iterate for iterate).
+    """
+
+    name = "fedavg"
+
+    def client_update(self, message: Tensors, state: Tensors, ctx: ClientContext) -> tuple[Tensors, Tensors]:
+        cfg = self.config
+        x = message["x"]
+        steps = ctx.steps_for(cfg.local_steps, cfg.local_epochs)
+        y = local_sgd(
+            x,
+            ctx,
+            steps,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            clip_norm=cfg.clip_norm,
+        )
+        return {"delta": y - x}, state
+
+    def aggregate(self, server: Tensors, replies: list[Reply], round_index: int) -> Tensors:
+        step = self.weighted_mean(replies, "delta")
+        return {"x": server["x"] + self.config.server_lr * step}

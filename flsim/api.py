@@ -1,0 +1,189 @@
+"""The Python API behind the CLI: ``flsim.run(config_or_path)`` and ``flsim.load_runs(path)``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import platform
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flsim.config.errors import ConfigError
+from flsim.config.loading import load_scenario, read_yaml
+from flsim.config.schema import Scenario
+from flsim.progress import ProgressReporter
+from flsim.results.writer import CONFIG, RunWriter
+
+log = logging.getLogger("flsim")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict[str, Any]
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.summary["final"]
+
+
+def versions() -> dict[str, str]:
+    import numpy
+    import torch
+
+    import flsim
+
+    return {
+        "flsim": flsim.__version__,
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "numpy": str(numpy.__version__),
+    }
+
+
+def resolved_config(scenario: Scenario) -> dict[str, Any]:
+    """The scenario with every default filled in, algorithm hyperparameters included."""
+    from flsim.algorithms import parse_algorithm_config
+
+    data = scenario.model_dump(mode="json")
+    if scenario.kind == "federated":
+        data["algorithm"] = parse_algorithm_config(scenario.algorithm).model_dump(mode="json")
+    return data
+
+
+def new_run_dir(scenario: Scenario) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    algorithm = scenario.algorithm.get("name", scenario.kind)
+    base = Path(scenario.output.dir) / scenario.name / f"{stamp}-{algorithm}-s{scenario.seed}"
+    candidate, suffix = base, 1
+    while candidate.exists():
+        suffix += 1
+        candidate = base.with_name(f"{base.name}-{suffix}")
+    return candidate
+
+
+def make_backend(scenario: Scenario, task: Any) -> Any:
+    if scenario.backend.kind == "ray":
+        from flsim.backends.ray_backend import RayBackend
+
+        return RayBackend(scenario)
+    from flsim.backends.local import LocalBackend
+
+    return LocalBackend(scenario, task)
+
+
+def _apply_cli_backend(scenario: Scenario, backend: str | None, address: str | None) -> Scenario:
+    updates: dict[str, Any] = {}
+    if backend is not None:
+        updates["kind"] = backend
+    if address is not None:
+        updates["address"] = address
+        updates.setdefault("kind", "ray")
+    if not updates:
+        return scenario
+    raw = scenario.model_dump(mode="json")
+    raw["backend"].update(updates)
+    return load_scenario(raw)
+
+
+def run(
+    config: str | Path | dict[str, Any] | Scenario,
+    overrides: list[str] | None = None,
+    *,
+    run_dir: str | Path | None = None,
+    backend: str | None = None,
+    address: str | None = None,
+    progress: str = "off",
+) -> RunResult:
+    """Validate a scenario, simulate it, and write a complete run directory.
+
+    Validation happens before anything is written: a bad scenario raises
+    :class:`ConfigError` and leaves no run directory behind.
+    """
+    if isinstance(config, Scenario):
+        scenario = load_scenario(config.model_dump(mode="json"), overrides)
+    else:
+        scenario = load_scenario(config, overrides)
+    scenario = _apply_cli_backend(scenario, backend, address)
+    target = Path(run_dir) if run_dir is not None else new_run_dir(scenario)
+    if (target / "summary.json").exists():
+        raise ConfigError("--run-dir", str(target), "already holds a run; use --resume to continue it")
+    writer = RunWriter(target)
+    config_data = resolved_config(scenario)
+    writer.write_config({**config_data, "versions": versions()})
+    return _execute(scenario, writer, progress, resumed=False)
+
+
+def resume(run_dir: str | Path, *, progress: str = "off") -> RunResult:
+    """Continue a killed run from its last checkpoint; the result is bit-identical."""
+    target = Path(run_dir)
+    if not (target / CONFIG).exists():
+        raise ConfigError("--resume", str(target), "is not a run directory (no config.yaml)")
+    raw = read_yaml(target / CONFIG)
+    raw.pop("versions", None)
+    scenario = load_scenario(raw)
+    return _execute(scenario, RunWriter(target), progress, resumed=True)
+
+
+def _execute(scenario: Scenario, writer: RunWriter, progress: str, resumed: bool) -> RunResult:
+    from flsim.engine.host import configure_torch
+    from flsim.engine.simulation import RoundSimulation
+    from flsim.tasks import build_task
+
+    started = time.time()
+    base_summary = {
+        "name": scenario.name,
+        "run_id": writer.run_dir.name,
+        "algorithm": scenario.algorithm.get("name"),
+        "seed": scenario.seed,
+        "backend": scenario.backend.kind,
+    }
+    writer.write_summary({**base_summary, "status": "running"})
+    backend = None
+    try:
+        configure_torch(scenario.backend.torch_threads)
+        task = build_task(scenario.task, scenario.seed)
+        backend = make_backend(scenario, task)
+        backend.start()
+        reporter = ProgressReporter(f"{scenario.name}:{base_summary['algorithm']}", progress)
+        simulation = RoundSimulation(scenario, task, backend, writer, reporter)
+        checkpoint = writer.load_checkpoint() if resumed else None
+        if checkpoint is not None:
+            simulation.restore(checkpoint)
+            writer.truncate_metrics(simulation.counters.round)
+        elif resumed:
+            writer.truncate_metrics(-1)
+        base_summary["placement"] = backend.describe()
+        final = simulation.run()
+        writer.write_parquet()
+    except BaseException as exc:
+        writer.write_summary(
+            {
+                **base_summary,
+                "status": "failed",
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+            }
+        )
+        raise
+    finally:
+        if backend is not None:
+            backend.shutdown()
+    summary = {
+        **base_summary,
+        "status": "completed",
+        "final": final,
+        "timings": {"wall_seconds": time.time() - started, "resumed": resumed},
+    }
+    writer.write_summary(summary)
+    return RunResult(writer.run_dir, summary)
+
+
+def load_runs(path: str | Path) -> Any:
+    """All runs under ``path`` as one long pandas DataFrame (see ``flsim.results.loading``)."""
+    from flsim.results.loading import load_runs as _load
+
+    return _load(path)

@@ -1,0 +1,42 @@
+"""The embedded backend: one in-process client host. The reference for every other backend."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flsim.algorithms.base import Reply, Tensors
+from flsim.backends.base import Backend
+from flsim.config.schema import Scenario
+from flsim.engine.host import ClientHost
+from flsim.tasks.base import Task
+
+
+class LocalBackend(Backend):
+    def __init__(self, scenario: Scenario, task: Task | None = None) -> None:
+        self.scenario = scenario
+        self.task = task
+        self.host: ClientHost | None = None
+
+    def start(self) -> None:
+        self.host = ClientHost(self.scenario, self.task)
+
+    def _require_host(self) -> ClientHost:
+        if self.host is None:
+            raise RuntimeError("backend not started")
+        return self.host
+
+    def run_clients(self, message: Tensors, clients: list[int], round_index: int) -> list[Reply]:
+        return self._require_host().run_clients(message, clients, round_index)
+
+    def get_states(self) -> dict[int, Tensors]:
+        return self._require_host().export_states()
+
+    def put_states(self, states: dict[int, Tensors]) -> None:
+        self._require_host().import_states(states)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "local", "pid": os.getpid()}
+
+    def shutdown(self) -> None:
+        self.host = None

@@ -1,0 +1,174 @@
+"""``flsim`` command line: parse, validate, dispatch. No simulation logic lives here.
+
+Exit codes: 0 success, 1 a run failed, 2 a usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from flsim.config.errors import ConfigError, ConfigErrors
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits with 2 on usage errors already; make its message name the problem."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"flsim: error: {message}\n")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from flsim.api import resume, run
+
+    if args.resume:
+        if args.scenario or args.override:
+            raise ConfigError("--resume", args.resume, "takes no scenario file or -o overrides")
+        result = resume(args.resume, progress=args.progress)
+    else:
+        if not args.scenario:
+            raise ConfigError("scenario", None, "give a scenario file (or --resume DIR)")
+        result = run(
+            args.scenario,
+            args.override,
+            run_dir=args.run_dir,
+            backend=args.backend,
+            address=args.address,
+            progress=args.progress,
+        )
+    print(result.run_dir)
+    if args.report:
+        from flsim.report import write_report
+
+        write_report([result.run_dir], Path(args.report))
+        print(args.report)
+    return EXIT_OK
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from flsim.config.loading import load_scenario
+
+    status = EXIT_OK
+    for path in args.files:
+        try:
+            load_scenario(path, args.override)
+            print(f"ok      {path}")
+        except (ConfigError, ConfigErrors) as exc:
+            status = EXIT_USAGE
+            print(f"invalid {path}", file=sys.stderr)
+            for line in str(exc).splitlines():
+                print(f"  {line}", file=sys.stderr)
+    return status
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from flsim.algorithms import REGISTRY
+    from flsim.tasks import DATASETS, MODELS, PARTITIONERS
+
+    listing = {
+        "algorithms": sorted(REGISTRY),
+        "datasets": sorted(DATASETS),
+        "models": sorted(MODELS),
+        "partitioners": sorted(PARTITIONERS),
+    }
+    if args.json:
+        print(json.dumps(listing, indent=2))
+    else:
+        for kind, names in listing.items():
+            print(f"{kind}: {', '.join(names)}")
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from flsim.report import write_report
+
+    out = write_report([Path(p) for p in args.runs], Path(args.output), title=args.title)
+    print(out)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="flsim", description="Deterministic federated-learning simulator.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run one scenario")
+    run.add_argument("scenario", nargs="?", help="scenario YAML file")
+    run.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--run-dir", help="write the run exactly here")
+    run.add_argument("--backend", choices=["local", "ray"])
+    run.add_argument("--address", help="Ray cluster address to join (implies --backend ray)")
+    run.add_argument("--resume", metavar="DIR", help="continue a killed run from its checkpoint")
+    run.add_argument("--report", metavar="HTML", help="also write an HTML report of this run")
+    run.add_argument("--progress", choices=["auto", "bar", "lines", "off"], default="auto")
+    run.set_defaults(func=_cmd_run)
+
+    validate = sub.add_parser("validate", help="check scenario files without running them")
+    validate.add_argument("files", nargs="+")
+    validate.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    validate.set_defaults(func=_cmd_validate)
+
+    listing = sub.add_parser("list", help="registered algorithms, datasets, models, partitioners")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=_cmd_list)
+
+    report = sub.add_parser("report", help="self-contained HTML report comparing runs")
+    report.add_argument("runs", nargs="+", help="run directories or folders containing runs")
+    report.add_argument("-o", "--output", default="report.html")
+    report.add_argument("--title")
+    report.set_defaults(func=_cmd_report)
+
+    for module in _PLUGINS:
+        module.register_cli(sub)
+    return parser
+
+
+def _plugins() -> list:
+    """Feature packages that add their own sub-commands (``topology``, ``sweep``, ...)."""
+    import importlib
+
+    found = []
+    for name in ("flsim.topology.cli",):
+        try:
+            found.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    return found
+
+
+_PLUGINS = _plugins()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except (ConfigError, ConfigErrors) as exc:
+        for line in str(exc).splitlines():
+            print(f"flsim: config error: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("flsim: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a run that failed: summary.json already says so
+        logging.getLogger("flsim").debug("run failed", exc_info=True)
+        print(f"flsim: run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""YAML loading, ``-o dotted.key=value`` overrides, and translation of validation errors.
+
+Everything that can be wrong with a scenario is found here, before a run directory exists,
+so a bad file never leaves a half-written result behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from flsim.config.errors import ConfigError, ConfigErrors
+from flsim.config.schema import Scenario
+
+
+def _errors_from_validation(exc: ValidationError, prefix: str = "") -> ConfigErrors:
+    errors = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(scenario)"
+        if prefix:
+            key = f"{prefix}.{key}" if err["loc"] else prefix
+        message = err["msg"].removeprefix("Value error, ")
+        errors.append(ConfigError(key, err.get("input"), message))
+    return ConfigErrors(errors)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``a.b=value`` → (``a.b``, value parsed as YAML, so ``3`` is an int and ``[1,2]`` a list)."""
+    if "=" not in text:
+        raise ConfigError("-o", text, "an override must look like dotted.key=value")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError("-o", text, "empty key in override")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each dotted key in a copy of the raw mapping; the schema coerces the values later."""
+    data = yaml.safe_load(yaml.safe_dump(raw))  # deep copy of plain data
+    for text in overrides:
+        key, value = parse_override(text)
+        node = data
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    ".".join(parts[: depth + 1]), child, "is not a mapping, cannot set a sub-key"
+                )
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("scenario", str(path), "file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError("scenario", str(path), f"invalid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("scenario", str(path), "the top level must be a mapping")
+    return data
+
+
+def validate_scenario(raw: dict[str, Any]) -> Scenario:
+    """Validate a raw mapping: the schema, then the algorithm's own hyperparameter model."""
+    from flsim.algorithms import parse_algorithm_config
+
+    try:
+        scenario = Scenario.model_validate(raw)
+    except ValidationError as exc:
+        raise _errors_from_validation(exc) from None
+    if scenario.kind == "federated":
+        try:
+            parse_algorithm_config(scenario.algorithm)
+        except ValidationError as exc:
+            raise _errors_from_validation(exc, prefix="algorithm") from None
+    return scenario
+
+
+def load_scenario(source: str | Path | dict[str, Any], overrides: list[str] | None = None) -> Scenario:
+    """A validated :class:`Scenario` from a YAML path or a mapping, with overrides applied."""
+    raw = dict(source) if isinstance(source, dict) else read_yaml(source)
+    return validate_scenario(apply_overrides(raw, overrides or []))

@@ -1,0 +1,141 @@
+"""Pydantic v2 schema of a scenario file.
+
+Every section forbids unknown keys so that a typo (``algorithm.lr_rate``) fails at load
+time with the dotted key named, instead of being silently ignored for a whole run.
+Algorithm hyperparameters are validated in a second pass against the model that the
+named algorithm registers (see :func:`flsim.config.loading.resolve_algorithm`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+DatasetName = Literal["digits", "linreg", "logreg", "synthetic_leaf", "mnist_idx", "cifar10"]
+PartitionKind = Literal["iid", "dirichlet", "shards", "quantity_skew"]
+ModelName = Literal["linear", "logreg", "mlp", "cnn"]
+
+
+class Strict(BaseModel):
+    """Base for every section: unknown keys are errors, assignments are re-validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PartitionConfig(Strict):
+    """How a pooled dataset (digits, MNIST, CIFAR-10) is split among clients."""
+
+    kind: PartitionKind = "iid"
+    alpha: float = Field(
+        0.5, gt=0, description="Dirichlet concentration (dirichlet) or power-law exponent (quantity_skew)."
+    )
+    shards_per_client: PositiveInt = 2
+    min_size: int = Field(2, ge=1, description="Smallest number of samples any client may receive.")
+
+
+class ModelConfig(Strict):
+    """``name: null`` picks the dataset's natural model (linreg→linear, logreg→logreg, else mlp)."""
+
+    name: ModelName | None = None
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [64])
+
+
+class TaskConfig(Strict):
+    dataset: DatasetName = "digits"
+    dataset_params: dict[str, Any] = Field(default_factory=dict)
+    num_clients: PositiveInt = 10
+    partition: PartitionConfig = Field(default_factory=PartitionConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="Held-out share of pooled datasets.")
+
+
+class SpeedConfig(Strict):
+    """Per-client compute speed: a virtual-time cost per local gradient step.
+
+    A client's speed s_i is drawn once (log-normal with ``sigma``); a ``slow_fraction`` of
+    clients is additionally slowed by ``slow_factor``. Each step then takes
+    ``step_time / s_i`` (``deterministic``) or an Exp draw with that mean (``exponential``),
+    i.e. a Poisson compute clock.
+    """
+
+    step_time: float = Field(0.01, gt=0)
+    sigma: float = Field(0.0, ge=0)
+    slow_fraction: float = Field(0.0, ge=0, le=1)
+    slow_factor: float = Field(10.0, ge=1)
+    jitter: Literal["deterministic", "exponential"] = "deterministic"
+
+
+class LinkConfig(Strict):
+    """Link latency = base + bytes / bandwidth, with a per-client log-normal bandwidth."""
+
+    base: float = Field(0.05, ge=0)
+    bandwidth: float = Field(1e7, gt=0, description="Bytes per virtual second.")
+    sigma: float = Field(0.0, ge=0)
+
+
+class SystemConfig(Strict):
+    compute: SpeedConfig = Field(default_factory=SpeedConfig)
+    link: LinkConfig = Field(default_factory=LinkConfig)
+
+
+class EvalConfig(Strict):
+    every: PositiveInt = 1
+    train_loss: bool = True
+
+
+class BackendConfig(Strict):
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = None
+    num_actors: PositiveInt | None = None
+    cpus_per_actor: float = Field(1.0, gt=0)
+    torch_threads: PositiveInt = 1
+    timeout_s: float = Field(300.0, gt=0, description="Upper bound on any single remote wait.")
+    max_recoveries: int = Field(3, ge=0, description="Lost workers tolerated before the run fails.")
+
+
+class OutputConfig(Strict):
+    dir: str = "results"
+
+
+class CheckpointConfig(Strict):
+    every: int = Field(0, ge=0, description="Rounds between checkpoints; 0 disables them.")
+
+
+class Scenario(Strict):
+    """A whole scenario. ``algorithm`` stays a raw mapping here; see ``resolve_algorithm``."""
+
+    name: str = Field("scenario", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    seed: int = Field(0, ge=0)
+    kind: Literal["federated", "study"] = "federated"
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    algorithm: dict[str, Any] = Field(default_factory=lambda: {"name": "fedavg"})
+    rounds: PositiveInt = 10
+    clients_per_round: PositiveInt | None = None
+    participation: float | None = Field(None, gt=0, le=1)
+    sampling: Literal["fixed", "bernoulli"] = "fixed"
+    system: SystemConfig = Field(default_factory=SystemConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    backend: BackendConfig = Field(default_factory=BackendConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    study: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _participation_is_exclusive(self) -> Scenario:
+        if self.clients_per_round is not None and self.participation is not None:
+            raise ValueError("give either clients_per_round or participation, not both")
+        if self.clients_per_round is not None and self.clients_per_round > self.task.num_clients:
+            raise ValueError(
+                f"clients_per_round={self.clients_per_round} exceeds task.num_clients={self.task.num_clients}"
+            )
+        return self
+
+    def expected_participants(self) -> int:
+        """Clients per round under fixed sampling (the mean under Bernoulli sampling)."""
+        n = self.task.num_clients
+        if self.clients_per_round is not None:
+            return self.clients_per_round
+        if self.participation is not None:
+            return max(1, round(self.participation * n))
+        return n

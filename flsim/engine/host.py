@@ -1,0 +1,82 @@
+"""A client host: the unit of work placement, in process or inside a Ray actor.
+
+A host builds the task and the algorithm from the scenario itself (deterministically, so
+no dataset is shipped over the network), owns the persistent state of the clients it is
+given, and runs their updates. The local backend has one host; the Ray backend has one per
+actor. Because a client's update depends only on (message, its state, its data, its
+``("client", id, round)`` generator), the result is the same on any host.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors, parse_algorithm_config, tensor_bytes
+from flsim.algorithms.client import ClientContext
+from flsim.config.schema import Scenario
+from flsim.engine.rng import torch_rng
+from flsim.engine.state_store import ClientStateStore
+from flsim.tasks import build_task
+from flsim.tasks.base import Task
+
+
+def configure_torch(threads: int) -> None:
+    """Same intra-op thread count and deterministic kernels on every worker (DESIGN.md §3)."""
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+
+
+def build_algorithm(scenario: Scenario, task: Task) -> RoundAlgorithm:
+    from flsim.algorithms import REGISTRY
+
+    config = parse_algorithm_config(scenario.algorithm)
+    return REGISTRY[config.name](config, task.num_clients, task.client_sizes())
+
+
+def initial_model(scenario: Scenario, task: Task) -> Tensor:
+    return task.objective.init_params(torch_rng(scenario.seed, "init"))
+
+
+class ClientHost:
+    def __init__(self, scenario: Scenario, task: Task | None = None) -> None:
+        configure_torch(scenario.backend.torch_threads)
+        self.scenario = scenario
+        self.task = task if task is not None else build_task(scenario.task, scenario.seed)
+        self.algorithm = build_algorithm(scenario, self.task)
+        x0 = initial_model(scenario, self.task)
+        self.store = ClientStateStore(lambda client: self.algorithm.init_client(client, x0))
+
+    def run_clients(self, message: Tensors, clients: list[int], round_index: int) -> list[Reply]:
+        cfg = self.algorithm.config
+        batch_size = None if cfg.batch_size == "full" else int(cfg.batch_size)
+        replies = []
+        for client in clients:
+            ctx = ClientContext(
+                client=client,
+                shard=self.task.clients[client],
+                objective=self.task.objective,
+                generator=torch_rng(self.scenario.seed, "client", client, round_index),
+                batch_size=batch_size,
+                lr=cfg.round_lr(round_index),
+                round_index=round_index,
+            )
+            out, state = self.algorithm.client_update(message, self.store.get(client), ctx)
+            self.store.put(client, state)
+            replies.append(
+                Reply(
+                    client=client,
+                    message=out,
+                    num_samples=ctx.num_samples,
+                    grad_evals=ctx.grad_evals,
+                    local_steps=ctx.steps,
+                    bytes_up=tensor_bytes(out),
+                )
+            )
+        return replies
+
+    def export_states(self) -> dict[int, Tensors]:
+        return dict(self.store.items())
+
+    def import_states(self, states: dict[int, Tensors]) -> None:
+        self.store.load(states)

@@ -1,0 +1,166 @@
+"""The round-based driver: server, clients and the virtual clock on one event heap.
+
+Per round t (DESIGN.md §3): the server samples S_t and broadcasts at virtual time T. The
+backend runs the clients' updates as one batch of independent work. Each reply is then
+scheduled on the heap at T + latency(down) + compute(steps) + latency(up) and popped in
+(time, sequence) order; the synchronous server aggregates once every reply has arrived.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors, tensor_bytes
+from flsim.backends.base import Backend, WorkerLost
+from flsim.config.schema import Scenario
+from flsim.engine.events import EventQueue
+from flsim.engine.host import build_algorithm, initial_model
+from flsim.engine.sampling import sample_clients
+from flsim.engine.system import SystemModel
+from flsim.progress import ProgressReporter
+from flsim.results.writer import RunWriter
+from flsim.tasks.base import Task
+
+log = logging.getLogger("flsim")
+
+
+@dataclass
+class Counters:
+    """Cumulative accounting carried across rounds and through checkpoints."""
+
+    round: int = 0
+    virtual_time: float = 0.0
+    events: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    grad_evals: int = 0
+    wall_time: float = 0.0
+
+
+class RoundSimulation:
+    def __init__(
+        self,
+        scenario: Scenario,
+        task: Task,
+        backend: Backend,
+        writer: RunWriter,
+        progress: ProgressReporter,
+    ) -> None:
+        self.scenario = scenario
+        self.task = task
+        self.backend = backend
+        self.writer = writer
+        self.progress = progress
+        self.algorithm: RoundAlgorithm = build_algorithm(scenario, task)
+        self.system = SystemModel(scenario.system, scenario.seed, task.num_clients)
+        self.server: Tensors = self.algorithm.init_server(initial_model(scenario, task))
+        self.counters = Counters()
+
+    # -- one round ------------------------------------------------------------------------
+    def _participants(self, round_index: int) -> list[int]:
+        sc = self.scenario
+        n = self.task.num_clients
+        fraction = sc.participation if sc.participation is not None else sc.expected_participants() / n
+        return sample_clients(sc.seed, round_index, n, sc.sampling, sc.expected_participants(), fraction)
+
+    def _deliver(self, replies: list[Reply], bytes_down: int, round_index: int) -> list[Reply]:
+        """Schedule each reply at its arrival time and pop them in virtual-time order."""
+        start = self.counters.virtual_time
+        queue = EventQueue()
+        for reply in replies:
+            arrival = (
+                start
+                + self.system.latency(reply.client, bytes_down)
+                + self.system.compute_time(reply.client, reply.local_steps, round_index)
+                + self.system.latency(reply.client, reply.bytes_up)
+            )
+            queue.push(arrival, "reply", reply.client, reply)
+        arrived = []
+        while queue:
+            event = queue.pop()
+            self.counters.virtual_time = event.time
+            arrived.append(event.payload)
+        self.counters.events += 2 * len(arrived)  # one download and one upload message each
+        return sorted(arrived, key=lambda r: r.client)
+
+    def run_round(self, round_index: int) -> list[Reply]:
+        clients = self._participants(round_index)
+        message = self.algorithm.broadcast(self.server, round_index)
+        bytes_down = tensor_bytes(message)
+        replies = self.backend.run_clients(message, clients, round_index)
+        replies = self._deliver(replies, bytes_down, round_index)
+        self.server = self.algorithm.aggregate(self.server, replies, round_index)
+        self.counters.bytes_down += bytes_down * len(clients)
+        self.counters.bytes_up += sum(r.bytes_up for r in replies)
+        self.counters.grad_evals += sum(r.grad_evals for r in replies)
+        self.counters.round = round_index + 1
+        return replies
+
+    # -- metrics, checkpoints ---------------------------------------------------------------
+    def metrics_row(self, replies: list[Reply]) -> dict[str, Any]:
+        row: dict[str, Any] = asdict(self.counters)
+        row.update(
+            self.task.evaluate(self.algorithm.global_model(self.server), self.scenario.eval.train_loss)
+        )
+        extras: dict[str, list[float]] = {}
+        for reply in replies:
+            for key, value in reply.extras.items():
+                extras.setdefault(key, []).append(value)
+        row.update({key: sum(values) / len(values) for key, values in sorted(extras.items())})
+        return row
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "counters": asdict(self.counters),
+            "server": self.server,
+            "clients": self.backend.get_states(),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.counters = Counters(**state["counters"])
+        self.server = state["server"]
+        self.backend.put_states(state["clients"])
+
+    def run(self) -> dict[str, Any]:
+        """Run (or continue) to ``scenario.rounds``; returns the last metrics row.
+
+        If the backend loses a worker, the run rewinds to its last checkpoint (kept in
+        memory as well as on disk) and replays from there. Determinism makes the replay
+        produce exactly the rounds that were lost, so the final metrics are unchanged.
+        """
+        sc = self.scenario
+        wall_start = time.perf_counter() - self.counters.wall_time
+        last_row: dict[str, Any] = {}
+        if self.counters.round == 0:
+            last_row = self.metrics_row([])
+            self.writer.append_metrics(last_row)
+        rewind_point = self.checkpoint_state()
+        recoveries = 0
+        self.progress.start(sc.rounds, self.counters.round)
+        while self.counters.round < sc.rounds:
+            round_index = self.counters.round
+            try:
+                replies = self.run_round(round_index)
+            except WorkerLost as exc:
+                recoveries += 1
+                if recoveries > sc.backend.max_recoveries:
+                    raise
+                log.warning("%s; rewinding to round %d", exc, rewind_point["counters"]["round"])
+                self.backend.recover()
+                self.restore(rewind_point)
+                self.writer.truncate_metrics(self.counters.round)
+                continue
+            self.counters.wall_time = time.perf_counter() - wall_start
+            done = round_index + 1
+            if done % sc.eval.every == 0 or done == sc.rounds:
+                last_row = self.metrics_row(replies)
+                self.writer.append_metrics(last_row)
+            if sc.checkpoint.every and done % sc.checkpoint.every == 0:
+                rewind_point = self.checkpoint_state()
+                self.writer.save_checkpoint(rewind_point)
+            self.progress.advance(done, last_row)
+        self.progress.stop()
+        return last_row or self.writer.read_metrics()[-1]

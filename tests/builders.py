@@ -1,0 +1,77 @@
+"""Tiny scenarios that run in well under a second each, and result readers."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+
+def tiny_linreg(**updates: Any) -> dict[str, Any]:
+    """A heterogeneous least-squares scenario with a known optimum."""
+    scenario: dict[str, Any] = {
+        "name": "tiny_linreg",
+        "seed": 1,
+        "task": {
+            "dataset": "linreg",
+            "num_clients": 6,
+            "dataset_params": {"dim": 5, "samples_per_client": 20},
+        },
+        "algorithm": {"name": "fedavg", "lr": 0.05, "local_steps": 3, "batch_size": 8},
+        "rounds": 6,
+        "clients_per_round": 3,
+        "system": {"compute": {"sigma": 0.5, "jitter": "exponential"}},
+    }
+    return merge(scenario, updates)
+
+
+def tiny_digits(**updates: Any) -> dict[str, Any]:
+    scenario: dict[str, Any] = {
+        "name": "tiny_digits",
+        "seed": 0,
+        "task": {
+            "dataset": "digits",
+            "num_clients": 8,
+            "partition": {"kind": "dirichlet", "alpha": 0.5},
+            "model": {"name": "mlp", "hidden": [16]},
+        },
+        "algorithm": {"name": "fedavg", "lr": 0.1, "local_steps": 2, "batch_size": 16},
+        "rounds": 4,
+        "clients_per_round": 4,
+    }
+    return merge(scenario, updates)
+
+
+def merge(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
+    """Nested update; an ``algorithm`` mapping replaces the base one wholesale."""
+    out = copy.deepcopy(base)
+    for key, value in updates.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "algorithm":
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def metrics_without_wall_time(run_dir: Path) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:
+        row.pop("wall_time")
+    return rows
+
+
+def make_simulation(raw: dict[str, Any], run_dir: Path) -> Any:
+    """A local RoundSimulation that a test can step round by round."""
+    from flsim.backends.local import LocalBackend
+    from flsim.config.loading import load_scenario
+    from flsim.engine.simulation import RoundSimulation
+    from flsim.progress import ProgressReporter
+    from flsim.results.writer import RunWriter
+    from flsim.tasks import build_task
+
+    scenario = load_scenario(raw)
+    task = build_task(scenario.task, scenario.seed)
+    backend = LocalBackend(scenario, task)
+    backend.start()
+    return RoundSimulation(scenario, task, backend, RunWriter(run_dir), ProgressReporter("test", "off"))
