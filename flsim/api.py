@@ -84,8 +84,8 @@ def _apply_cli_backend(scenario: Scenario, backend: str | None, address: str | N
         updates.setdefault("kind", "ray")
     if not updates:
         return scenario
-    raw = scenario.model_dump(mode="json")
-    raw["backend"].update(updates)
+    raw = scenario.model_dump(mode="json", exclude_unset=True)
+    raw.setdefault("backend", {}).update(updates)
     return load_scenario(raw)
 
 
@@ -130,7 +130,7 @@ def resume(run_dir: str | Path, *, progress: str = "off") -> RunResult:
 
 def _execute(scenario: Scenario, writer: RunWriter, progress: str, resumed: bool) -> RunResult:
     from flsim.engine.host import configure_torch
-    from flsim.engine.simulation import RoundSimulation
+    from flsim.engine.simulation import simulation_class
     from flsim.tasks import build_task
 
     started = time.time()
@@ -149,7 +149,7 @@ def _execute(scenario: Scenario, writer: RunWriter, progress: str, resumed: bool
         backend = make_backend(scenario, task)
         backend.start()
         reporter = ProgressReporter(f"{scenario.name}:{base_summary['algorithm']}", progress)
-        simulation = RoundSimulation(scenario, task, backend, writer, reporter)
+        simulation = simulation_class(scenario)(scenario, task, backend, writer, reporter)
         checkpoint = writer.load_checkpoint() if resumed else None
         if checkpoint is not None:
             simulation.restore(checkpoint)

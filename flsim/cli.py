@@ -86,6 +86,21 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from flsim.sweep import run_sweep
+
+    backend = "ray" if args.address else (args.backend or "local")
+    outcomes = run_sweep(
+        args.file, backend=backend, address=args.address, output_dir=args.output_dir, progress=args.progress
+    )
+    for outcome in outcomes:
+        line = f"{outcome.status:<10} {outcome.run_dir}"
+        print(line if outcome.error is None else f"{line}  ({outcome.error})")
+    failed = sum(o.status != "completed" for o in outcomes)
+    print(f"{len(outcomes) - failed} completed, {failed} failed")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from flsim.report import write_report
 
@@ -118,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("list", help="registered algorithms, datasets, models, partitioners")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=_cmd_list)
+
+    sweep = sub.add_parser("sweep", help="run a grid of scenarios x seeds")
+    sweep.add_argument("file", help="sweep YAML file")
+    sweep.add_argument("--backend", choices=["local", "ray"], help="ray: runs become parallel Ray tasks")
+    sweep.add_argument("--address", help="Ray cluster address to join (implies --backend ray)")
+    sweep.add_argument("--output-dir", help="results root (default: the base scenario's output.dir)")
+    sweep.add_argument("--progress", choices=["auto", "bar", "lines", "off"], default="auto")
+    sweep.set_defaults(func=_cmd_sweep)
 
     report = sub.add_parser("report", help="self-contained HTML report comparing runs")
     report.add_argument("runs", nargs="+", help="run directories or folders containing runs")

@@ -62,10 +62,10 @@ def metrics_without_wall_time(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def make_simulation(raw: dict[str, Any], run_dir: Path) -> Any:
-    """A local RoundSimulation that a test can step round by round."""
+    """A local simulation (the driver the algorithm asks for) that a test can step round by round."""
     from flsim.backends.local import LocalBackend
     from flsim.config.loading import load_scenario
-    from flsim.engine.simulation import RoundSimulation
+    from flsim.engine.simulation import simulation_class
     from flsim.progress import ProgressReporter
     from flsim.results.writer import RunWriter
     from flsim.tasks import build_task
@@ -74,4 +74,5 @@ def make_simulation(raw: dict[str, Any], run_dir: Path) -> Any:
     task = build_task(scenario.task, scenario.seed)
     backend = LocalBackend(scenario, task)
     backend.start()
-    return RoundSimulation(scenario, task, backend, RunWriter(run_dir), ProgressReporter("test", "off"))
+    driver = simulation_class(scenario)
+    return driver(scenario, task, backend, RunWriter(run_dir), ProgressReporter("test", "off"))

@@ -79,17 +79,42 @@ def tensor_bytes(message: Tensors) -> int:
 
 
 class RoundAlgorithm(ABC):
-    """Base class for server/client algorithms driven in rounds (sync or buffered async)."""
+    """Base class for server/client algorithms driven in rounds (sync or buffered async).
+
+    ``seed`` and ``clients_per_round`` are the scenario's, for algorithms whose *server* makes
+    random or participation-dependent choices (FedAMD's anchor roles, ALGORITHMS.md M2).
+    """
 
     name: ClassVar[str]
     Config: ClassVar[type[AlgorithmConfig]] = AlgorithmConfig
     #: ``True`` when ``client_update`` reads or writes persistent per-client state.
     stateful_clients: ClassVar[bool] = False
+    #: Which driver runs it: ``"sync"`` rounds (:class:`flsim.engine.simulation.RoundSimulation`)
+    #: or ``"buffered"`` asynchronous aggregation (:class:`flsim.engine.buffered.BufferedSimulation`).
+    mode: ClassVar[Literal["sync", "buffered"]] = "sync"
 
-    def __init__(self, config: AlgorithmConfig, num_clients: int, client_sizes: list[int]) -> None:
+    def __init__(
+        self,
+        config: AlgorithmConfig,
+        num_clients: int,
+        client_sizes: list[int],
+        *,
+        seed: int = 0,
+        clients_per_round: int | None = None,
+    ) -> None:
         self.config = config
         self.num_clients = num_clients
         self.client_sizes = client_sizes
+        self.seed = seed
+        self.clients_per_round = num_clients if clients_per_round is None else clients_per_round
+
+    @classmethod
+    def validate_against(cls, config: AlgorithmConfig, scenario: Any) -> None:
+        """Checks that need the whole scenario (e.g. ``buffer_size`` ≤ number of clients).
+
+        Called by the loader after the config itself validated; raise
+        :class:`flsim.config.errors.ConfigError` naming the dotted key (``algorithm.<key>``).
+        """
 
     @classmethod
     def example_scenario(cls, base: dict[str, Any]) -> dict[str, Any]:
@@ -109,6 +134,29 @@ class RoundAlgorithm(ABC):
 
     def broadcast(self, server: Tensors, round_index: int) -> Tensors:
         return {"x": server["x"]}
+
+    def bytes_down(self, message: Tensors, client: int) -> int:
+        """Bytes the server really sends ``client`` for this broadcast.
+
+        The default is the whole message. Override where the real traffic differs: a part of
+        the message only some clients need (FedAMD anchors do not need v^t, M3), or traffic
+        that the official code sends but this simulator keeps on the client (FedSpeed's
+        h_i − x^t in code form, F4).
+        """
+        return tensor_bytes(message)
+
+    def init_phase(self, server: Tensors) -> Tensors | None:
+        """A message that *every* client answers once before round 0, or ``None`` (default).
+
+        FedAMD fills its server table v_m at x^0 this way (M, "State"). The engine charges the
+        phase's gradient evaluations, bytes and virtual time like a round, then passes the
+        replies to :meth:`finish_init_phase`. Clients run it with ``round_index = -1``.
+        """
+        return None
+
+    def finish_init_phase(self, server: Tensors, replies: list[Reply]) -> Tensors:
+        """Server state after the initial phase, from every client's reply (client-id order)."""
+        return server
 
     @abstractmethod
     def client_update(self, message: Tensors, state: Tensors, ctx: ClientContext) -> tuple[Tensors, Tensors]:

@@ -48,6 +48,8 @@ class ClientContext:
         self.round_index = round_index
         self.grad_evals = 0
         self.steps = 0
+        #: Per-client facts for the metrics rows (averaged over a round's replies).
+        self.extras: dict[str, float] = {}
 
     @property
     def num_samples(self) -> int:
@@ -101,15 +103,17 @@ def local_sgd(
     *,
     correction: GradientHook | None = None,
     gradient: Callable[[Tensor, Batch], Tensor] | None = None,
+    after_clip: Callable[[Tensor], Tensor] | None = None,
     momentum: float = 0.0,
     weight_decay: float = 0.0,
     clip_norm: float | None = None,
 ) -> Tensor:
-    """K steps of y ← y − η (clip(g(y) + correction(y, g)) + wd·y), with heavy-ball momentum.
+    """K steps of y ← y − η (clip(correction(y, g(y))) + after_clip(y) + wd·y), with heavy-ball momentum.
 
     ``gradient`` replaces the plain oracle (SAM-type methods), ``correction`` adds the
     algorithm's drift term (FedProx's μ(y − x), SCAFFOLD's c − c_i, ...). Clipping applies to
-    the corrected gradient, before weight decay, as the FedSpeed code does (F2).
+    the corrected gradient, before weight decay, as the FedSpeed code does (F2); ``after_clip``
+    adds a term after clipping (FedSpeed's lamb·y_k, F2).
     """
     y = start.clone()
     buffer: Tensor | None = None
@@ -121,10 +125,13 @@ def local_sgd(
         if correction is not None:
             g = correction(y, g)
         g = clip_by_norm(g, clip_norm)
+        if after_clip is not None:
+            g = g + after_clip(y)
         if weight_decay:
             g = g + weight_decay * y
         if momentum:
-            buffer = g if buffer is None else buffer.mul_(momentum).add_(g)
+            # A copy: the oracle or correction may hand back a tensor they still hold.
+            buffer = g.clone() if buffer is None else buffer.mul_(momentum).add_(g)
             g = buffer
         y.sub_(g, alpha=ctx.lr)
         ctx.steps += 1

@@ -15,7 +15,10 @@ class Backend(ABC):
     def start(self) -> None: ...
 
     @abstractmethod
-    def run_clients(self, message: Tensors, clients: list[int], round_index: int) -> list[Reply]: ...
+    def run_clients(
+        self, message: Tensors, clients: list[int], round_index: int, stream: int | None = None
+    ) -> list[Reply]:
+        """Run one batch; ``stream`` (default ``round_index``) keys each client's minibatch draws."""
 
     @abstractmethod
     def get_states(self) -> dict[int, Tensors]:

@@ -26,8 +26,10 @@ class LocalBackend(Backend):
             raise RuntimeError("backend not started")
         return self.host
 
-    def run_clients(self, message: Tensors, clients: list[int], round_index: int) -> list[Reply]:
-        return self._require_host().run_clients(message, clients, round_index)
+    def run_clients(
+        self, message: Tensors, clients: list[int], round_index: int, stream: int | None = None
+    ) -> list[Reply]:
+        return self._require_host().run_clients(message, clients, round_index, stream)
 
     def get_states(self) -> dict[int, Tensors]:
         return self._require_host().export_states()
@@ -39,4 +41,6 @@ class LocalBackend(Backend):
         return {"kind": "local", "pid": os.getpid()}
 
     def shutdown(self) -> None:
+        if self.host is not None:
+            self.host.close()
         self.host = None

@@ -32,8 +32,13 @@ class _HostActor:
     def __init__(self, scenario_data: dict[str, Any]) -> None:
         self.host = ClientHost(Scenario.model_validate(scenario_data))
 
-    def run_clients(self, message: Tensors, clients: list[int], round_index: int) -> list[Reply]:
-        return self.host.run_clients(message, clients, round_index)
+    def run_clients(
+        self, message: Tensors, clients: list[int], round_index: int, stream: int | None = None
+    ) -> list[Reply]:
+        return self.host.run_clients(message, clients, round_index, stream)
+
+    def close(self) -> None:
+        self.host.close()
 
     def export_states(self) -> dict[int, Tensors]:
         return self.host.export_states()
@@ -118,7 +123,13 @@ class RayBackend(Backend):
 
     def shutdown(self) -> None:
         import ray
+        from ray.exceptions import GetTimeoutError, RayActorError
 
+        # Let each host delete its spilled client state; ray.kill skips Python finalizers.
+        try:
+            ray.get([actor.close.remote() for actor in self.actors], timeout=self.scenario.backend.timeout_s)
+        except (GetTimeoutError, RayActorError):
+            log.warning("some actors did not release their client state before shutdown")
         for actor in self.actors:
             ray.kill(actor)
         self.actors = []
@@ -141,7 +152,9 @@ class RayBackend(Backend):
         except RayActorError as exc:
             raise WorkerLost(f"a Ray actor died: {exc}") from exc
 
-    def run_clients(self, message: Tensors, clients: list[int], round_index: int) -> list[Reply]:
+    def run_clients(
+        self, message: Tensors, clients: list[int], round_index: int, stream: int | None = None
+    ) -> list[Reply]:
         import ray
 
         message_ref = ray.put(message)  # one copy in the object store for the whole round
@@ -149,7 +162,9 @@ class RayBackend(Backend):
         for client in clients:
             by_actor.setdefault(self.owner(client), []).append(client)
         owners = sorted(by_actor)
-        refs = [self.actors[a].run_clients.remote(message_ref, by_actor[a], round_index) for a in owners]
+        refs = [
+            self.actors[a].run_clients.remote(message_ref, by_actor[a], round_index, stream) for a in owners
+        ]
         replies = {reply.client: reply for batch in self._get(refs) for reply in batch}
         return [replies[client] for client in clients]
 

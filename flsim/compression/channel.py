@@ -72,18 +72,23 @@ class ClientChannelState:
     error: Tensor | None = None
     shift: Tensor | None = None
 
-    def as_dict(self) -> dict[str, Tensor]:
-        """Tensors only, for a checkpoint or a client-state store; inverse of :meth:`from_dict`."""
+    def as_dict(self, prefix: str = "") -> dict[str, Tensor]:
+        """Tensors only, for a checkpoint or the engine's client-state store (``dict[str, Tensor]``).
+
+        ``prefix`` (e.g. ``"channel."``) keeps the keys apart from an algorithm's own state in the
+        same dict. An empty state gives an empty dict. Inverse of :meth:`from_dict`.
+        """
         out: dict[str, Tensor] = {}
         if self.error is not None:
-            out["error"] = self.error
+            out[prefix + "error"] = self.error
         if self.shift is not None:
-            out["shift"] = self.shift
+            out[prefix + "shift"] = self.shift
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Tensor]) -> ClientChannelState:
-        return cls(error=data.get("error"), shift=data.get("shift"))
+    def from_dict(cls, data: Mapping[str, Tensor], prefix: str = "") -> ClientChannelState:
+        """Rebuild from :meth:`as_dict` output; other keys in ``data`` are ignored."""
+        return cls(error=data.get(prefix + "error"), shift=data.get(prefix + "shift"))
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,14 @@ class MirrorState:
     """The receiver's per-client copy of h_i / g_i (ef21, econtrol); ``None`` before the first message."""
 
     shift: Tensor | None = None
+
+    def as_dict(self) -> dict[str, Tensor]:
+        """Tensors only, for a checkpoint; empty before the first message."""
+        return {} if self.shift is None else {"shift": self.shift}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Tensor]) -> MirrorState:
+        return cls(shift=data.get("shift"))
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,14 @@ class ServerChannelState:
     """
 
     mean_shift: Tensor | None = None
+
+    def as_dict(self) -> dict[str, Tensor]:
+        """Tensors only, for a checkpoint; empty before the first message."""
+        return {} if self.mean_shift is None else {"mean_shift": self.mean_shift}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Tensor]) -> ServerChannelState:
+        return cls(mean_shift=data.get("mean_shift"))
 
 
 class UplinkChannel:

@@ -117,9 +117,10 @@ def _require_generator(generator: torch.Generator | None, name: str) -> torch.Ge
     return generator
 
 
-def _uniform(d: int, dtype: torch.dtype, generator: torch.Generator) -> Tensor:
-    """d uniforms on [0, 1) from ``generator``, on CPU (where flsim's generators live)."""
-    return torch.rand(d, generator=generator, dtype=dtype)
+def _uniform(like: Tensor, generator: torch.Generator) -> Tensor:
+    """Uniforms on [0, 1) shaped like ``like``, drawn on the generator's device (flsim's are CPU)."""
+    u = torch.rand(like.numel(), generator=generator, dtype=like.dtype, device=generator.device)
+    return u.to(like.device)
 
 
 def _width(dtype: torch.dtype) -> int:
@@ -276,7 +277,7 @@ class RandK(Compressor):
         d = _check_vector(v)
         g = _require_generator(generator, self.name)
         k = self.kept(d)
-        idx = torch.randperm(d, generator=g)[:k]
+        idx = torch.randperm(d, generator=g, device=g.device)[:k].to(v.device)
         out = torch.zeros_like(v).index_copy_(0, idx, v.index_select(0, idx) * (d / k))
         return Compressed(out, self.message_nbytes(d, v.dtype))
 
@@ -315,7 +316,7 @@ class QSGD(Compressor):
         d = _check_vector(v)
         g = _require_generator(generator, self.name)
         s = self.levels
-        u = _uniform(d, v.dtype, g)  # drawn even for v = 0 so that the stream advances alike
+        u = _uniform(v, g)  # drawn even for v = 0 so that the stream advances alike
         norm = torch.linalg.vector_norm(v)
         nbytes = self.message_nbytes(d, v.dtype)
         if norm == 0:
@@ -383,7 +384,7 @@ class Natural(Compressor):
     def compress(self, v: Tensor, generator: torch.Generator | None = None) -> Compressed:
         d = _check_vector(v)
         g = _require_generator(generator, self.name)
-        u = _uniform(d, v.dtype, g)
+        u = _uniform(v, g)
         a = v.abs()
         _, exponent = torch.frexp(a)  # a = m · 2^e with m ∈ [0.5, 1), exact
         low = torch.ldexp(torch.full_like(a, 0.5), exponent)  # 2^(e-1) ≤ a < 2^e, exact

@@ -111,7 +111,9 @@ class CompressorConfig(BaseModel):
     def _scaling_for_unbiased(cls, value: bool, info: ValidationInfo) -> bool:
         kind = info.data.get("kind")
         if value and kind is not None and kind not in _UNBIASED:
-            raise ValueError(f"scale_to_contractive applies to randk, qsgd and natural; {kind} is not unbiased")
+            raise ValueError(
+                f"scale_to_contractive applies to randk, qsgd and natural; {kind} is not unbiased"
+            )
         return value
 
     @property

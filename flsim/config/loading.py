@@ -79,7 +79,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def validate_scenario(raw: dict[str, Any]) -> Scenario:
     """Validate a raw mapping: the schema, then the algorithm's own hyperparameter model."""
-    from flsim.algorithms import parse_algorithm_config
+    from flsim.algorithms import REGISTRY, parse_algorithm_config
 
     try:
         scenario = Scenario.model_validate(raw)
@@ -87,9 +87,11 @@ def validate_scenario(raw: dict[str, Any]) -> Scenario:
         raise _errors_from_validation(exc) from None
     if scenario.kind == "federated":
         try:
-            parse_algorithm_config(scenario.algorithm)
+            config = parse_algorithm_config(scenario.algorithm)
         except ValidationError as exc:
             raise _errors_from_validation(exc, prefix="algorithm") from None
+        # Checks that need the scenario as well (buffer_size <= task.num_clients, ...).
+        REGISTRY[config.name].validate_against(config, scenario)
     return scenario
 
 

@@ -92,6 +92,15 @@ class BackendConfig(Strict):
     torch_threads: PositiveInt = 1
     timeout_s: float = Field(300.0, gt=0, description="Upper bound on any single remote wait.")
     max_recoveries: int = Field(3, ge=0, description="Lost workers tolerated before the run fails.")
+    state_memory_mb: float | None = Field(
+        None,
+        ge=0,
+        description="Per-host budget for persistent client state kept in memory; the least recently "
+        "used states beyond it spill to disk. null keeps every state in memory.",
+    )
+    state_dir: str | None = Field(
+        None, description="Parent directory for spilled client state (default: the system temp dir)."
+    )
 
 
 class OutputConfig(Strict):

@@ -31,7 +31,13 @@ def build_algorithm(scenario: Scenario, task: Task) -> RoundAlgorithm:
     from flsim.algorithms import REGISTRY
 
     config = parse_algorithm_config(scenario.algorithm)
-    return REGISTRY[config.name](config, task.num_clients, task.client_sizes())
+    return REGISTRY[config.name](
+        config,
+        task.num_clients,
+        task.client_sizes(),
+        seed=scenario.seed,
+        clients_per_round=scenario.expected_participants(),
+    )
 
 
 def initial_model(scenario: Scenario, task: Task) -> Tensor:
@@ -45,10 +51,23 @@ class ClientHost:
         self.task = task if task is not None else build_task(scenario.task, scenario.seed)
         self.algorithm = build_algorithm(scenario, self.task)
         x0 = initial_model(scenario, self.task)
-        self.store = ClientStateStore(lambda client: self.algorithm.init_client(client, x0))
+        budget_mb = scenario.backend.state_memory_mb
+        self.store = ClientStateStore(
+            lambda client: self.algorithm.init_client(client, x0),
+            memory_budget_bytes=None if budget_mb is None else int(budget_mb * 2**20),
+            spill_dir=scenario.backend.state_dir,
+        )
 
-    def run_clients(self, message: Tensors, clients: list[int], round_index: int) -> list[Reply]:
+    def run_clients(
+        self, message: Tensors, clients: list[int], round_index: int, stream: int | None = None
+    ) -> list[Reply]:
+        """Run each client's update; ``stream`` keys its minibatch generator (default: the round).
+
+        The buffered driver runs a client several times per server version, so it passes a
+        dispatch counter as ``stream`` to give every job its own ``("client", id, stream)`` draws.
+        """
         cfg = self.algorithm.config
+        counter = round_index if stream is None else stream
         batch_size = None if cfg.batch_size == "full" else int(cfg.batch_size)
         replies = []
         for client in clients:
@@ -56,7 +75,7 @@ class ClientHost:
                 client=client,
                 shard=self.task.clients[client],
                 objective=self.task.objective,
-                generator=torch_rng(self.scenario.seed, "client", client, round_index),
+                generator=torch_rng(self.scenario.seed, "client", client, counter),
                 batch_size=batch_size,
                 lr=cfg.round_lr(round_index),
                 round_index=round_index,
@@ -71,12 +90,17 @@ class ClientHost:
                     grad_evals=ctx.grad_evals,
                     local_steps=ctx.steps,
                     bytes_up=tensor_bytes(out),
+                    extras=dict(ctx.extras),
                 )
             )
         return replies
 
     def export_states(self) -> dict[int, Tensors]:
-        return dict(self.store.items())
+        return self.store.export()
 
     def import_states(self, states: dict[int, Tensors]) -> None:
         self.store.load(states)
+
+    def close(self) -> None:
+        """Release the client states (and the store's spill directory, if any)."""
+        self.store.close()

@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors, tensor_bytes
+from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors
 from flsim.backends.base import Backend, WorkerLost
 from flsim.config.schema import Scenario
 from flsim.engine.events import EventQueue
@@ -25,6 +25,21 @@ from flsim.results.writer import RunWriter
 from flsim.tasks.base import Task
 
 log = logging.getLogger("flsim")
+
+#: The round index clients see during an algorithm's initial phase (before round 0).
+INIT_ROUND = -1
+
+
+def simulation_class(scenario: Scenario) -> type[RoundSimulation]:
+    """The driver an algorithm asks for: synchronous rounds, or buffered async (FedBuff, B6)."""
+    from flsim.algorithms import REGISTRY
+
+    name = scenario.algorithm.get("name")
+    if name in REGISTRY and REGISTRY[name].mode == "buffered":
+        from flsim.engine.buffered import BufferedSimulation
+
+        return BufferedSimulation
+    return RoundSimulation
 
 
 @dataclass
@@ -58,6 +73,8 @@ class RoundSimulation:
         self.system = SystemModel(scenario.system, scenario.seed, task.num_clients)
         self.server: Tensors = self.algorithm.init_server(initial_model(scenario, task))
         self.counters = Counters()
+        #: Whether the algorithm's initial phase (see :meth:`initialize`) has run.
+        self.initialized = False
 
     # -- one round ------------------------------------------------------------------------
     def _participants(self, round_index: int) -> list[int]:
@@ -66,14 +83,14 @@ class RoundSimulation:
         fraction = sc.participation if sc.participation is not None else sc.expected_participants() / n
         return sample_clients(sc.seed, round_index, n, sc.sampling, sc.expected_participants(), fraction)
 
-    def _deliver(self, replies: list[Reply], bytes_down: int, round_index: int) -> list[Reply]:
+    def _deliver(self, replies: list[Reply], bytes_down: dict[int, int], round_index: int) -> list[Reply]:
         """Schedule each reply at its arrival time and pop them in virtual-time order."""
         start = self.counters.virtual_time
         queue = EventQueue()
         for reply in replies:
             arrival = (
                 start
-                + self.system.latency(reply.client, bytes_down)
+                + self.system.latency(reply.client, bytes_down[reply.client])
                 + self.system.compute_time(reply.client, reply.local_steps, round_index)
                 + self.system.latency(reply.client, reply.bytes_up)
             )
@@ -86,16 +103,37 @@ class RoundSimulation:
         self.counters.events += 2 * len(arrived)  # one download and one upload message each
         return sorted(arrived, key=lambda r: r.client)
 
-    def run_round(self, round_index: int) -> list[Reply]:
-        clients = self._participants(round_index)
-        message = self.algorithm.broadcast(self.server, round_index)
-        bytes_down = tensor_bytes(message)
+    def _exchange(self, message: Tensors, clients: list[int], round_index: int) -> list[Reply]:
+        """Send ``message`` to ``clients``, run them, deliver and account for their replies."""
+        bytes_down = {client: self.algorithm.bytes_down(message, client) for client in clients}
         replies = self.backend.run_clients(message, clients, round_index)
         replies = self._deliver(replies, bytes_down, round_index)
-        self.server = self.algorithm.aggregate(self.server, replies, round_index)
-        self.counters.bytes_down += bytes_down * len(clients)
+        self.counters.bytes_down += sum(bytes_down.values())
         self.counters.bytes_up += sum(r.bytes_up for r in replies)
         self.counters.grad_evals += sum(r.grad_evals for r in replies)
+        return replies
+
+    def initialize(self) -> None:
+        """The algorithm's optional "every client computes once" phase before round 0.
+
+        FedAMD fills its table of client gradients at x^0 this way (ALGORITHMS.md M); its
+        gradient evaluations, bytes, events and virtual time are charged like a round's, so
+        they show in the round-0 metrics row. Clients run it as round ``INIT_ROUND`` (-1).
+        """
+        if self.initialized:
+            return
+        message = self.algorithm.init_phase(self.server)
+        if message is not None:
+            replies = self._exchange(message, list(range(self.task.num_clients)), INIT_ROUND)
+            self.server = self.algorithm.finish_init_phase(self.server, replies)
+        self.initialized = True
+
+    def run_round(self, round_index: int) -> list[Reply]:
+        self.initialize()
+        clients = self._participants(round_index)
+        message = self.algorithm.broadcast(self.server, round_index)
+        replies = self._exchange(message, clients, round_index)
+        self.server = self.algorithm.aggregate(self.server, replies, round_index)
         self.counters.round = round_index + 1
         return replies
 
@@ -117,12 +155,14 @@ class RoundSimulation:
             "counters": asdict(self.counters),
             "server": self.server,
             "clients": self.backend.get_states(),
+            "initialized": self.initialized,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.counters = Counters(**state["counters"])
         self.server = state["server"]
         self.backend.put_states(state["clients"])
+        self.initialized = state.get("initialized", True)
 
     def run(self) -> dict[str, Any]:
         """Run (or continue) to ``scenario.rounds``; returns the last metrics row.
@@ -134,6 +174,7 @@ class RoundSimulation:
         sc = self.scenario
         wall_start = time.perf_counter() - self.counters.wall_time
         last_row: dict[str, Any] = {}
+        self.initialize()
         if self.counters.round == 0:
             last_row = self.metrics_row([])
             self.writer.append_metrics(last_row)

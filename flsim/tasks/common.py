@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 
 def to_tensor(array: np.ndarray) -> Tensor:
-    """A torch tensor owning a contiguous copy-free view of ``array`` (same dtype)."""
+    """A torch tensor sharing memory with (a contiguous version of) ``array``, same dtype."""
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
@@ -47,6 +47,6 @@ def warn_unused_partition(cfg: TaskConfig) -> None:
     """Naturally federated datasets ignore ``task.partition``; say so rather than stay silent."""
     if "partition" in cfg.model_fields_set:
         logger.warning(
-            "task.partition is ignored for dataset %r: its clients are generated with their own distributions",
+            "task.partition is ignored for dataset %r: each client's data comes from its own distribution",
             cfg.dataset,
         )

@@ -146,6 +146,10 @@ def logistic_optimum(a: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
     A step is accepted if it satisfies Armijo's condition *or* reduces the gradient norm:
     near x* the loss decrease (~‖∇f‖²) falls below float64 resolution of the loss while the
     Newton step still shrinks the gradient quadratically.
+
+    With l2 = 0 and linearly separable data there is no minimiser (the loss tends to 0 as
+    ‖x‖ → ∞), yet Newton's iterates reach a tiny gradient far out; a point that classifies
+    every sample correctly cannot be stationary otherwise, so that case is rejected.
     """
     n, d = a.shape
     x = np.zeros(d)
@@ -153,7 +157,7 @@ def logistic_optimum(a: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
     for _ in range(NEWTON_MAX_ITERATIONS):
         gnorm = float(np.linalg.norm(grad))
         if gnorm < NEWTON_TOLERANCE:
-            return x
+            break
         logits = a @ x
         prob = 0.5 * (1.0 + np.tanh(0.5 * logits))
         weights = prob * (1.0 - prob)
@@ -173,13 +177,19 @@ def logistic_optimum(a: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
         else:
             break  # no progress possible: rounding floor reached
         x, loss, grad = candidate, new_loss, new_grad
-    if float(np.linalg.norm(grad)) < NEWTON_ACCEPT:
+    gnorm = float(np.linalg.norm(grad))
+    if l2 == 0.0 and bool(np.all((2.0 * y - 1.0) * (a @ x) > 0)):
+        raise ConfigError(
+            DatasetParams.key("l2"),
+            l2,
+            "the training data is linearly separable, so l2 = 0 has no minimiser; use l2 > 0",
+        )
+    if gnorm < NEWTON_ACCEPT:
         return x
     raise ConfigError(
         DatasetParams.key("l2"),
         l2,
-        f"Newton's method did not converge (gradient norm {float(np.linalg.norm(grad)):.3g}); "
-        "the data may be linearly separable, use l2 > 0",
+        f"Newton's method did not converge (gradient norm {gnorm:.3g}); use a larger l2",
     )
 
 
@@ -232,7 +242,9 @@ def build_linreg(cfg: TaskConfig, seed: int) -> Task:
         x_i = x_bar + h * rng.standard_normal(dim) / math.sqrt(dim)
         scale = rng.lognormal(0.0, 0.5 * h, dim)
 
-        def draw(count: int, rng: np.random.Generator = rng, scale: np.ndarray = scale, x_i: np.ndarray = x_i):
+        def draw(
+            count: int, rng: np.random.Generator = rng, scale: np.ndarray = scale, x_i: np.ndarray = x_i
+        ):
             a = rng.standard_normal((count, dim)) * scale
             return a, rowdot(a, x_i) + noise * rng.standard_normal(count)
 
@@ -290,7 +302,9 @@ def build_logreg(cfg: TaskConfig, seed: int) -> Task:
         w_i = w_bar + h * rng.standard_normal(dim) / math.sqrt(dim)
         shift = 0.5 * h * rng.standard_normal(dim)
 
-        def draw(count: int, rng: np.random.Generator = rng, shift: np.ndarray = shift, w_i: np.ndarray = w_i):
+        def draw(
+            count: int, rng: np.random.Generator = rng, shift: np.ndarray = shift, w_i: np.ndarray = w_i
+        ):
             a = rng.standard_normal((count, dim)) + shift
             y = (rowdot(a, w_i) + rng.logistic(size=count) > 0).astype(np.float64)
             return a, y

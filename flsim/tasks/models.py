@@ -93,7 +93,9 @@ def cnn(spec: ModelInput, cfg: ModelConfig) -> Objective:
     if math.prod(spec.image_shape) != spec.in_features:
         raise ValueError(f"image shape {spec.image_shape} does not match {spec.in_features} features")
     if height < 4 or width < 4:
-        raise ConfigError("task.model.name", "cnn", f"images of {height}x{width} are too small for two 2x2 pools")
+        raise ConfigError(
+            "task.model.name", "cnn", f"images of {height}x{width} are too small for two 2x2 pools"
+        )
     flat = 32 * (height // 4) * (width // 4)
     head, loss = _head(spec, flat)
     module = nn.Sequential(

@@ -54,7 +54,9 @@ def _finish(parts: list[np.ndarray], cfg: PartitionConfig, key: str, value: obje
     return out
 
 
-def iid(labels: np.ndarray, num_clients: int, cfg: PartitionConfig, rng: np.random.Generator) -> list[np.ndarray]:
+def iid(
+    labels: np.ndarray, num_clients: int, cfg: PartitionConfig, rng: np.random.Generator
+) -> list[np.ndarray]:
     """A uniformly random split into near-equal parts (sizes differ by at most one)."""
     n = _check_feasible(labels, num_clients, cfg)
     perm = rng.permutation(n)
@@ -97,7 +99,9 @@ def dirichlet(
     )
 
 
-def shards(labels: np.ndarray, num_clients: int, cfg: PartitionConfig, rng: np.random.Generator) -> list[np.ndarray]:
+def shards(
+    labels: np.ndarray, num_clients: int, cfg: PartitionConfig, rng: np.random.Generator
+) -> list[np.ndarray]:
     """Pathological non-iid split of McMahan et al. (2017): sort by label, deal out shards.
 
     The samples are sorted by label (ties in random order), cut into
@@ -117,7 +121,9 @@ def shards(labels: np.ndarray, num_clients: int, cfg: PartitionConfig, rng: np.r
     pieces = np.array_split(order, total)
     assignment = rng.permutation(total)
     parts = [
-        np.concatenate([pieces[s] for s in assignment[k * cfg.shards_per_client : (k + 1) * cfg.shards_per_client]])
+        np.concatenate(
+            [pieces[s] for s in assignment[k * cfg.shards_per_client : (k + 1) * cfg.shards_per_client]]
+        )
         for k in range(num_clients)
     ]
     return _finish(parts, cfg, "task.partition.shards_per_client", cfg.shards_per_client)
@@ -158,7 +164,9 @@ PARTITIONERS: dict[str, Partitioner] = {
 }
 
 
-def partition(labels: np.ndarray, num_clients: int, cfg: PartitionConfig, rng: np.random.Generator) -> list[np.ndarray]:
+def partition(
+    labels: np.ndarray, num_clients: int, cfg: PartitionConfig, rng: np.random.Generator
+) -> list[np.ndarray]:
     """Dispatch on ``cfg.kind``."""
     try:
         partitioner = PARTITIONERS[cfg.kind]

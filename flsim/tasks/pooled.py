@@ -204,7 +204,9 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except (OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
         raise ConfigError(DatasetParams.key("path"), str(path), f"cannot read CIFAR-10 batch: {exc}") from exc
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
-        raise ConfigError(DatasetParams.key("path"), str(path), "not a CIFAR-10 batch (no b'data' / b'labels')")
+        raise ConfigError(
+            DatasetParams.key("path"), str(path), "not a CIFAR-10 batch (no b'data' / b'labels')"
+        )
     data = np.asarray(batch[b"data"])
     labels = np.asarray(batch[b"labels"], dtype=np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != CIFAR_PIXELS:
@@ -250,15 +252,24 @@ def _to_unit(pixels: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- task assembly
 
 
-def stratified_split(labels: np.ndarray, test_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) index arrays; each class contributes round(test_fraction · count) to test."""
-    train: list[np.ndarray] = []
-    test: list[np.ndarray] = []
-    for c in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == c))
-        k = round(test_fraction * len(members))
-        test.append(members[:k])
-        train.append(members[k:])
+def stratified_split(
+    labels: np.ndarray, test_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) sorted index arrays, with round(test_fraction · n) test samples in all.
+
+    Each class gives ⌊test_fraction · count⌋ samples, and the remaining quota goes to the
+    classes with the largest fractional parts, so class proportions are kept as closely as
+    integers allow even for tiny classes (rounding class by class could overshoot badly).
+    """
+    classes = np.unique(labels)
+    members = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
+    quota = np.array([test_fraction * len(m) for m in members])
+    take = np.floor(quota).astype(np.int64)
+    leftover = round(test_fraction * len(labels)) - int(take.sum())
+    if leftover > 0:
+        take[np.argsort(-(quota - take), kind="stable")[:leftover]] += 1
+    test = [m[:k] for m, k in zip(members, take, strict=True)]
+    train = [m[k:] for m, k in zip(members, take, strict=True)]
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from flsim.config.errors import ConfigError
 from flsim.config.schema import TaskConfig
 from flsim.tasks import LeastSquaresObjective, LogisticObjective, build_task
 from flsim.tasks.base import Task
@@ -34,7 +35,12 @@ def _global_grad(task: Task, client_grad: Any, x: np.ndarray, l2: float) -> np.n
 
 @pytest.mark.parametrize(
     "params",
-    [{}, {"l2": 0.1, "heterogeneity": 3.0}, {"heterogeneity": 0.0, "noise": 0.0}, {"dim": 40, "samples_per_client": 5}],
+    [
+        {},
+        {"l2": 0.1, "heterogeneity": 3.0},
+        {"heterogeneity": 0.0, "noise": 0.0},
+        {"dim": 40, "samples_per_client": 5},
+    ],
 )
 def test_linreg_optimum_has_zero_gradient(params: dict[str, Any]) -> None:
     task = _task("linreg", **params)
@@ -61,6 +67,16 @@ def test_logreg_optimum_has_zero_gradient(params: dict[str, Any]) -> None:
     for _ in range(5):
         nudge = 1e-3 * torch.randn(task.dim, generator=gen, dtype=torch.float64)
         assert task.global_loss(task.optimum + nudge) > task.optimum_value
+
+
+def test_logreg_without_l2_on_separable_data_is_a_config_error() -> None:
+    # 20 samples in 40 dimensions are always linearly separable: no finite minimiser.
+    with pytest.raises(ConfigError) as info:
+        _task("logreg", num_clients=4, l2=0.0, dim=40, samples_per_client=5)
+    assert info.value.key == "task.dataset_params.l2"
+    task = _task("logreg", num_clients=4, l2=0.0, samples_per_client=200)  # overlapping classes: fine
+    grad = _global_grad(task, _logreg_client_grad, task.optimum.numpy(), 0.0)
+    assert np.linalg.norm(grad) < 1e-10
 
 
 def test_logreg_optimum_classifies_well_and_labels_are_binary() -> None:
@@ -134,7 +150,10 @@ def test_curvature_constants_bound_the_client_gradients(dataset: str) -> None:
         for _ in range(20):
             u = torch.randn(task.dim, generator=gen, dtype=torch.float64)
             v = torch.randn(task.dim, generator=gen, dtype=torch.float64)
-            diff = task.objective.loss_and_grad(u, shard.x, shard.y)[1] - task.objective.loss_and_grad(v, shard.x, shard.y)[1]
+            diff = (
+                task.objective.loss_and_grad(u, shard.x, shard.y)[1]
+                - task.objective.loss_and_grad(v, shard.x, shard.y)[1]
+            )
             d = u - v
             assert float(diff @ d) >= mu * float(d @ d) * (1 - 1e-9)
             ratio = float(diff.norm() / d.norm())
@@ -147,9 +166,7 @@ def test_curvature_constants_bound_the_client_gradients(dataset: str) -> None:
 def test_heterogeneity_spreads_the_client_optima() -> None:
     def spread(h: float) -> float:
         task = _task("linreg", heterogeneity=h, noise=0.0, samples_per_client=100, dim=5)
-        optima = [
-            np.linalg.lstsq(c.x.numpy(), c.y.numpy(), rcond=None)[0] for c in task.clients
-        ]
+        optima = [np.linalg.lstsq(c.x.numpy(), c.y.numpy(), rcond=None)[0] for c in task.clients]
         return float(np.std(optima, axis=0).sum())
 
     assert spread(0.0) < 1e-12

@@ -81,7 +81,9 @@ def test_dirichlet_skew_responds_to_alpha() -> None:
 
 def test_shards_give_each_client_few_classes() -> None:
     labels = np.sort(_labels(1000))  # label order must not matter
-    parts = partition(labels, 10, PartitionConfig(kind="shards", shards_per_client=2), numpy_rng(0, "partition"))
+    parts = partition(
+        labels, 10, PartitionConfig(kind="shards", shards_per_client=2), numpy_rng(0, "partition")
+    )
     classes_per_client = [len(np.unique(labels[p])) for p in parts]
     # Each shard of 50 samples spans at most 2 classes (every class has > 50 samples).
     assert max(classes_per_client) <= 4
@@ -118,5 +120,7 @@ def test_impossible_dirichlet_gives_up_with_clear_error() -> None:
 
 def test_too_many_shards_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as info:
-        partition(_labels(50), 10, PartitionConfig(kind="shards", shards_per_client=6), numpy_rng(0, "partition"))
+        partition(
+            _labels(50), 10, PartitionConfig(kind="shards", shards_per_client=6), numpy_rng(0, "partition")
+        )
     assert info.value.key == "task.partition.shards_per_client"

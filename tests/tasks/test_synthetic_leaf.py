@@ -13,7 +13,9 @@ from flsim.tasks.base import ModuleObjective, Task
 
 
 def _leaf(num_clients: int = 12, **params: Any) -> Task:
-    cfg = TaskConfig(dataset="synthetic_leaf", num_clients=num_clients, dataset_params=params, test_fraction=0.1)
+    cfg = TaskConfig(
+        dataset="synthetic_leaf", num_clients=num_clients, dataset_params=params, test_fraction=0.1
+    )
     return build_task(cfg, seed=4)
 
 

@@ -1,0 +1,89 @@
+"""A real two-node Ray cluster on this machine: `ray start --head` plus a worker node.
+
+Token authentication stays on (Ray 2.60's default for `ray start`): every process gets
+RAY_AUTH_MODE=token and finds the token in ~/.ray/auth_token. The cluster is torn down
+even when the test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.builders import tiny_linreg
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ray(*args: str, env: dict[str, str]) -> None:
+    subprocess.run([str(BIN / "ray"), *args], env=env, check=True, capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def cluster():
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": f"{BIN}:{os.environ['PATH']}"}
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    try:
+        _ray(
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=1",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            env=env,
+        )
+        _ray("start", f"--address={address}", "--num-cpus=1", "--disable-usage-stats", env=env)
+        yield address, env
+    finally:
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def test_run_places_actors_on_both_nodes(cluster, tmp_path):
+    address, env = cluster
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(yaml.safe_dump(tiny_linreg()))
+    run_dir = tmp_path / "run"
+    flsim = shutil.which("flsim", path=env["PATH"])
+    assert flsim is not None
+    done = subprocess.run(
+        [
+            flsim,
+            "run",
+            str(scenario),
+            "--address",
+            address,
+            "-o",
+            "backend.num_actors=2",
+            "--run-dir",
+            str(run_dir),
+            "--progress",
+            "off",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    nodes = {actor["node_id"] for actor in summary["placement"]["actors"]}
+    assert len(nodes) == 2, summary["placement"]
