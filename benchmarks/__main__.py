@@ -1,7 +1,10 @@
-"""``python -m benchmarks``: run every benchmark in turn."""
+"""``python -m benchmarks``: run every benchmark in turn; each prints its own ratios."""
 
-from benchmarks import engine_overhead
+import importlib
+
+BENCHMARKS = ["engine_overhead", "ray_overhead"]
 
 if __name__ == "__main__":
-    print("== engine_overhead ==")
-    engine_overhead.main([])
+    for name in BENCHMARKS:
+        print(f"== {name} ==", flush=True)
+        importlib.import_module(f"benchmarks.{name}").main([])

@@ -65,7 +65,23 @@ def new_run_dir(scenario: Scenario) -> Path:
     return candidate
 
 
+def is_decentralized(scenario: Scenario) -> bool:
+    from flsim.algorithms import REGISTRY
+
+    algorithm = REGISTRY.get(scenario.algorithm.get("name", ""))
+    return getattr(algorithm, "mode", None) == "gossip"
+
+
 def make_backend(scenario: Scenario, task: Any) -> Any:
+    """The backend for the scenario's driver: client hosts, or node hosts for gossip."""
+    if is_decentralized(scenario):
+        if scenario.backend.kind == "ray":
+            from flsim.backends.ray_backend import RayNodeBackend
+
+            return RayNodeBackend(scenario)
+        from flsim.backends.local import LocalNodeBackend
+
+        return LocalNodeBackend(scenario, task)
     if scenario.backend.kind == "ray":
         from flsim.backends.ray_backend import RayBackend
 
@@ -130,6 +146,7 @@ def resume(run_dir: str | Path, *, progress: str = "off") -> RunResult:
 
 def _execute(scenario: Scenario, writer: RunWriter, progress: str, resumed: bool) -> RunResult:
     from flsim.engine.host import configure_torch
+    from flsim.engine.gossip import GossipSimulation
     from flsim.engine.simulation import simulation_class
     from flsim.tasks import build_task
 
@@ -149,7 +166,8 @@ def _execute(scenario: Scenario, writer: RunWriter, progress: str, resumed: bool
         backend = make_backend(scenario, task)
         backend.start()
         reporter = ProgressReporter(f"{scenario.name}:{base_summary['algorithm']}", progress)
-        simulation = simulation_class(scenario)(scenario, task, backend, writer, reporter)
+        driver = GossipSimulation if is_decentralized(scenario) else simulation_class(scenario)
+        simulation = driver(scenario, task, backend, writer, reporter)
         checkpoint = writer.load_checkpoint() if resumed else None
         if checkpoint is not None:
             simulation.restore(checkpoint)

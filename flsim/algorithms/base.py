@@ -71,6 +71,13 @@ class Reply:
     local_steps: int
     bytes_up: int
     extras: dict[str, float] = field(default_factory=dict)
+    #: Virtual compute work in minibatch-gradient units (see ``ClientContext.work``);
+    #: ``None`` means one unit per local step.
+    work: int | None = None
+
+    @property
+    def compute_units(self) -> int:
+        return self.local_steps if self.work is None else self.work
 
 
 def tensor_bytes(message: Tensors) -> int:
@@ -115,6 +122,7 @@ class RoundAlgorithm(ABC):
         Called by the loader after the config itself validated; raise
         :class:`flsim.config.errors.ConfigError` naming the dotted key (``algorithm.<key>``).
         """
+        return None
 
     @classmethod
     def example_scenario(cls, base: dict[str, Any]) -> dict[str, Any]:

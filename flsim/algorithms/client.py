@@ -48,6 +48,10 @@ class ClientContext:
         self.round_index = round_index
         self.grad_evals = 0
         self.steps = 0
+        #: Compute work in minibatch-gradient units, the engine's virtual compute time: one
+        #: per oracle call on up to ``batch_size`` samples, ⌈|B|/b⌉ for a larger batch B (a
+        #: FedAMD anchor's full local gradient), so a SAM step takes twice a plain step.
+        self.work = 0
         #: Per-client facts for the metrics rows (averaged over a round's replies).
         self.extras: dict[str, float] = {}
 
@@ -79,6 +83,8 @@ class ClientContext:
     def grad(self, params: Tensor, batch: Batch) -> Tensor:
         """One gradient-oracle call g_i(params; batch)."""
         self.grad_evals += 1
+        unit = self.batch_size or self.num_samples
+        self.work += max(1, math.ceil(int(batch.x.shape[0]) / unit))
         _, gradient = self.objective.loss_and_grad(params, batch.x, batch.y)
         return gradient
 

@@ -86,7 +86,8 @@ class FedAMD(RoundAlgorithm):
 
     Cost accounting: a miner step is 2 oracle calls (both terms of M4, even at k = 0 where
     they coincide, as written). An anchor's large-batch gradient is 1 oracle call, like any
-    full-batch gradient in this simulator; for virtual time it counts as ⌈|B′|/b⌉ steps.
+    full-batch gradient in this simulator; its virtual compute time is ⌈|B′|/b⌉ minibatch
+    steps (``ClientContext.work``).
     """
 
     name = "fedamd"
@@ -179,9 +180,7 @@ class FedAMD(RoundAlgorithm):
         else:
             index = torch.randperm(len(shard), generator=ctx.generator)[:size]
             batch = Batch(shard.x[index], shard.y[index])
-        minibatch = ctx.batch_size or len(batch.x)
-        ctx.steps += math.ceil(len(batch.x) / minibatch)  # virtual compute time of B′
-        return ctx.grad(x, batch)
+        return ctx.grad(x, batch)  # its virtual compute time is ⌈|B′|/b⌉ steps (ctx.work)
 
     def _mine(self, message: Tensors, ctx: ClientContext) -> Tensor:
         """(M4) K variance-reduced steps from y_0 = y_{−1} = x^t, u_{−1} = v^t."""

@@ -183,3 +183,127 @@ class RayBackend(Backend):
     def describe(self) -> dict[str, Any]:
         """Where the pool runs: recorded in ``summary.json`` so placement can be checked."""
         return {"kind": "ray", "actors": self._get([actor.placement.remote() for actor in self.actors])}
+
+
+class _NodeActor:
+    """The actor body for decentralized nodes: a :class:`NodeHost` over a fixed set of nodes."""
+
+    def __init__(self, scenario_data: dict[str, Any], nodes: list[int]) -> None:
+        from flsim.engine.node_host import NodeHost
+
+        self.host = NodeHost(Scenario.model_validate(scenario_data))
+        self.nodes = nodes
+
+    def current(self) -> dict[int, Any]:
+        return self.host.current(self.nodes)
+
+    def local(self, round_index: int, *inputs: dict[int, Any]) -> tuple[dict[int, Any], list[Any]]:
+        merged: dict[int, Any] | None = None
+        if inputs:
+            merged = {}
+            for part in inputs:
+                merged.update(part)
+        return self.host.local(self.nodes, round_index, merged)
+
+    def mix(self, rows: dict[int, list[tuple[int, float]]], *vector_sets: dict[int, Any]) -> dict[int, Any]:
+        from flsim.engine.node_host import NodeHost
+
+        return NodeHost.mix(rows, *vector_sets)
+
+    def finish(self, mixed: dict[int, Any], round_index: int) -> None:
+        self.host.finish(mixed, round_index)
+
+    def export_states(self) -> dict[int, Tensors]:
+        return self.host.export_states()
+
+    def import_states(self, states: dict[int, Tensors]) -> None:
+        self.host.import_states(states)
+
+    def placement(self) -> dict[str, Any]:
+        import ray
+
+        return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+
+
+class RayNodeBackend:
+    """Decentralized nodes pooled on a few actors (node i on actor i mod A).
+
+    A vector set is a list of object references, one per actor. Gossip passes those
+    references to the actors that own the receiving nodes, so vectors move between actors
+    through the object store and never through the driver; only evaluation gathers them.
+    """
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.actors: list[Any] = []
+        self.assignment: list[list[int]] = []
+        self._owns_ray = False
+
+    def start(self) -> None:
+        import ray
+
+        self._owns_ray = init_ray(self.scenario.backend.address)
+        n = self.scenario.task.num_clients
+        cfg = self.scenario.backend
+        size = cfg.num_actors or int(ray.cluster_resources().get("CPU", 1) // cfg.cpus_per_actor)
+        size = max(1, min(size, n))
+        self.assignment = [[node for node in range(n) if node % size == a] for a in range(size)]
+        self._actor_class = ray.remote(
+            num_cpus=cfg.cpus_per_actor, max_restarts=0, scheduling_strategy="SPREAD"
+        )(_NodeActor)
+        data = self.scenario.model_dump(mode="json")
+        self.actors = [self._actor_class.remote(data, nodes) for nodes in self.assignment]
+        self._get([actor.placement.remote() for actor in self.actors])
+
+    _get = RayBackend._get
+
+    def current(self) -> list[Any]:
+        return [actor.current.remote() for actor in self.actors]
+
+    def local(self, round_index: int, inputs: list[Any] | None) -> tuple[list[Any], list[Any]]:
+        pairs = [
+            actor.local.options(num_returns=2).remote(round_index, *([inputs[a]] if inputs else []))
+            for a, actor in enumerate(self.actors)
+        ]
+        vectors = [vector_ref for vector_ref, _ in pairs]
+        work = [item for batch in self._get([work_ref for _, work_ref in pairs]) for item in batch]
+        return vectors, sorted(work, key=lambda w: w.node)
+
+    def mix(self, rows: dict[int, list[tuple[int, float]]], vectors: list[Any]) -> list[Any]:
+        return [
+            actor.mix.remote({node: rows[node] for node in nodes if node in rows}, *vectors)
+            for actor, nodes in zip(self.actors, self.assignment, strict=True)
+        ]
+
+    def finish(self, mixed: list[Any], round_index: int) -> None:
+        self._get(
+            [actor.finish.remote(part, round_index) for actor, part in zip(self.actors, mixed, strict=True)]
+        )
+
+    def gather(self, vectors: list[Any]) -> dict[int, Any]:
+        merged: dict[int, Any] = {}
+        for part in self._get(list(vectors)):
+            merged.update(part)
+        return dict(sorted(merged.items()))
+
+    def get_states(self) -> dict[int, Tensors]:
+        merged: dict[int, Tensors] = {}
+        for states in self._get([actor.export_states.remote() for actor in self.actors]):
+            merged.update(states)
+        return dict(sorted(merged.items()))
+
+    def put_states(self, states: dict[int, Tensors]) -> None:
+        parts = [{node: states[node] for node in nodes if node in states} for nodes in self.assignment]
+        self._get([actor.import_states.remote(part) for actor, part in zip(self.actors, parts, strict=True)])
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "ray", "actors": self._get([actor.placement.remote() for actor in self.actors])}
+
+    def shutdown(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors = []
+        if self._owns_ray and ray.is_initialized():
+            ray.shutdown()

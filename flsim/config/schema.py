@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from flsim.compression.config import CompressionConfig
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 DatasetName = Literal["digits", "linreg", "logreg", "synthetic_leaf", "mnist_idx", "cifar10"]
@@ -82,6 +83,7 @@ class SystemConfig(Strict):
 class EvalConfig(Strict):
     every: PositiveInt = 1
     train_loss: bool = True
+    per_node: bool = Field(True, description="Decentralized runs: also evaluate every node's own model.")
 
 
 class BackendConfig(Strict):
@@ -128,6 +130,7 @@ class Scenario(Strict):
     backend: BackendConfig = Field(default_factory=BackendConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    compression: CompressionConfig = Field(default_factory=CompressionConfig)
     study: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")

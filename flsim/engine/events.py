@@ -39,5 +39,9 @@ class EventQueue:
     def peek(self) -> Event:
         return self._heap[0]
 
+    def pending(self) -> list[Event]:
+        """The events not yet popped, in pop order (for checkpoints; the heap is unchanged)."""
+        return sorted(self._heap)
+
     def __len__(self) -> int:
         return len(self._heap)

@@ -15,6 +15,7 @@ from torch import Tensor
 from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors, parse_algorithm_config, tensor_bytes
 from flsim.algorithms.client import ClientContext
 from flsim.config.schema import Scenario
+from flsim.engine.channels import send_uplink, uplink_channel
 from flsim.engine.rng import torch_rng
 from flsim.engine.state_store import ClientStateStore
 from flsim.tasks import build_task
@@ -51,6 +52,7 @@ class ClientHost:
         self.task = task if task is not None else build_task(scenario.task, scenario.seed)
         self.algorithm = build_algorithm(scenario, self.task)
         x0 = initial_model(scenario, self.task)
+        self.uplink = uplink_channel(scenario.compression)
         budget_mb = scenario.backend.state_memory_mb
         self.store = ClientStateStore(
             lambda client: self.algorithm.init_client(client, x0),
@@ -81,6 +83,8 @@ class ClientHost:
                 round_index=round_index,
             )
             out, state = self.algorithm.client_update(message, self.store.get(client), ctx)
+            compression_rng = torch_rng(self.scenario.seed, "compression.uplink", client, counter)
+            out, state, bytes_up = send_uplink(self.uplink, out, state, compression_rng)
             self.store.put(client, state)
             replies.append(
                 Reply(
@@ -89,7 +93,8 @@ class ClientHost:
                     num_samples=ctx.num_samples,
                     grad_evals=ctx.grad_evals,
                     local_steps=ctx.steps,
-                    bytes_up=tensor_bytes(out),
+                    work=ctx.work,
+                    bytes_up=bytes_up,
                     extras=dict(ctx.extras),
                 )
             )

@@ -91,7 +91,7 @@ class RoundSimulation:
             arrival = (
                 start
                 + self.system.latency(reply.client, bytes_down[reply.client])
-                + self.system.compute_time(reply.client, reply.local_steps, round_index)
+                + self.system.compute_time(reply.client, reply.compute_units, round_index)
                 + self.system.latency(reply.client, reply.bytes_up)
             )
             queue.push(arrival, "reply", reply.client, reply)

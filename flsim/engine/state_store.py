@@ -209,7 +209,8 @@ class ClientStateStore:
             raw = torch.from_numpy(np.fromfile(spilled.path, dtype=np.uint8))
         else:
             # MAP_PRIVATE: pages are read on first touch; writes would never reach the file.
-            raw = torch.from_file(os.fspath(spilled.path), shared=False, size=spilled.nbytes, dtype=torch.uint8)
+            path = os.fspath(spilled.path)
+            raw = torch.from_file(path, shared=False, size=spilled.nbytes, dtype=torch.uint8)
         out: Tensors = {}
         for key, dtype, shape, offset, length in spilled.layout:
             out[key] = raw[offset : offset + length].view(dtype).reshape(shape)
