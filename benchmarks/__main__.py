@@ -2,7 +2,7 @@
 
 import importlib
 
-BENCHMARKS = ["engine_overhead", "ray_overhead"]
+BENCHMARKS = ["engine_overhead", "ray_overhead", "state_store"]
 
 if __name__ == "__main__":
     for name in BENCHMARKS:

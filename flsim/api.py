@@ -65,11 +65,16 @@ def new_run_dir(scenario: Scenario) -> Path:
     return candidate
 
 
-def is_decentralized(scenario: Scenario) -> bool:
+def algorithm_mode(scenario: Scenario) -> str:
+    """The driver the algorithm asks for: ``sync``, ``buffered``, ``gossip`` or ``events``."""
     from flsim.algorithms import REGISTRY
 
     algorithm = REGISTRY.get(scenario.algorithm.get("name", ""))
-    return getattr(algorithm, "mode", None) == "gossip"
+    return getattr(algorithm, "mode", "sync")
+
+
+def is_decentralized(scenario: Scenario) -> bool:
+    return algorithm_mode(scenario) == "gossip"
 
 
 def make_backend(scenario: Scenario, task: Any) -> Any:
@@ -145,8 +150,9 @@ def resume(run_dir: str | Path, *, progress: str = "off") -> RunResult:
 
 
 def _execute(scenario: Scenario, writer: RunWriter, progress: str, resumed: bool) -> RunResult:
-    from flsim.engine.host import configure_torch
+    from flsim.engine.event_driver import run_events
     from flsim.engine.gossip import GossipSimulation
+    from flsim.engine.host import configure_torch
     from flsim.engine.simulation import simulation_class
     from flsim.tasks import build_task
 
@@ -163,19 +169,23 @@ def _execute(scenario: Scenario, writer: RunWriter, progress: str, resumed: bool
     try:
         configure_torch(scenario.backend.torch_threads)
         task = build_task(scenario.task, scenario.seed)
-        backend = make_backend(scenario, task)
-        backend.start()
         reporter = ProgressReporter(f"{scenario.name}:{base_summary['algorithm']}", progress)
-        driver = GossipSimulation if is_decentralized(scenario) else simulation_class(scenario)
-        simulation = driver(scenario, task, backend, writer, reporter)
-        checkpoint = writer.load_checkpoint() if resumed else None
-        if checkpoint is not None:
-            simulation.restore(checkpoint)
-            writer.truncate_metrics(simulation.counters.round)
-        elif resumed:
-            writer.truncate_metrics(-1)
-        base_summary["placement"] = backend.describe()
-        final = simulation.run()
+        if algorithm_mode(scenario) == "events":
+            writer.truncate_metrics(-1)  # an event run restarts from t = 0 on resume
+            final, base_summary["placement"] = run_events(scenario, task, writer, reporter)
+        else:
+            backend = make_backend(scenario, task)
+            backend.start()
+            driver = GossipSimulation if is_decentralized(scenario) else simulation_class(scenario)
+            simulation = driver(scenario, task, backend, writer, reporter)
+            checkpoint = writer.load_checkpoint() if resumed else None
+            if checkpoint is not None:
+                simulation.restore(checkpoint)
+                writer.truncate_metrics(simulation.counters.round)
+            elif resumed:
+                writer.truncate_metrics(-1)
+            base_summary["placement"] = backend.describe()
+            final = simulation.run()
         writer.write_parquet()
     except BaseException as exc:
         writer.write_summary(

@@ -53,11 +53,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from flsim.config.loading import load_scenario
+    """Scenario files, and sweep files (every expanded run is validated)."""
+    from flsim.config.loading import load_scenario, read_yaml
+    from flsim.sweep import expand_sweep
 
     status = EXIT_OK
     for path in args.files:
         try:
+            if set(read_yaml(path)) == {"sweep"}:
+                _, runs = expand_sweep(path)
+                print(f"ok      {path} (sweep of {len(runs)} runs)")
+                continue
             load_scenario(path, args.override)
             print(f"ok      {path}")
         except (ConfigError, ConfigErrors) as exc:
@@ -102,9 +108,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from flsim.report import write_report
+    from flsim.report import NoRunsError, write_report
 
-    out = write_report([Path(p) for p in args.runs], Path(args.output), title=args.title)
+    try:
+        out = write_report([Path(p) for p in args.runs], Path(args.output), title=args.title, spec=args.spec)
+    except (FileNotFoundError, NoRunsError) as exc:  # a mistyped path: a usage error, exit 2
+        raise ConfigError("runs", args.runs, str(exc)) from None
     print(out)
     return EXIT_OK
 
@@ -146,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("runs", nargs="+", help="run directories or folders containing runs")
     report.add_argument("-o", "--output", default="report.html")
     report.add_argument("--title")
+    report.add_argument("--spec", metavar="YAML", help="dashboard spec, e.g. dashboards/centralized.yaml")
     report.set_defaults(func=_cmd_report)
 
     for module in _PLUGINS:

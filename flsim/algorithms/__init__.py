@@ -1,6 +1,12 @@
 """Algorithm registry. Importing this package registers every built-in algorithm."""
 
 from flsim.algorithms import (  # noqa: F401  (registration side effect)
+    compressed_sgd,
+    econtrol,
+    ef14,
+    ef21,
+    ef21_sgdm,
+    events,
     fedamd,
     fedavg,
     fedbuff,
@@ -8,6 +14,7 @@ from flsim.algorithms import (  # noqa: F401  (registration side effect)
     fedprox,
     fedsam,
     fedspeed,
+    gossip,
     scaffold,
 )
 from flsim.algorithms.base import REGISTRY, AlgorithmConfig, Reply, RoundAlgorithm, parse_algorithm_config

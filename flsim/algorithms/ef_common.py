@@ -102,7 +102,9 @@ class CompressedRoundAlgorithm(RoundAlgorithm):
     #: A compressor for :meth:`example_scenario` (registry-wide tests).
     example_compressor: ClassVar[dict[str, Any]] = {"kind": "topk", "k": 2}
 
-    def __init__(self, config: AlgorithmConfig, num_clients: int, client_sizes: list[int], **kwargs: Any) -> None:
+    def __init__(
+        self, config: AlgorithmConfig, num_clients: int, client_sizes: list[int], **kwargs: Any
+    ) -> None:
         super().__init__(config, num_clients, client_sizes, **kwargs)
         assert isinstance(config, CompressedConfig)
         self.compressor: Compressor = build_compressor(config.compressor)
@@ -133,7 +135,12 @@ class CompressedRoundAlgorithm(RoundAlgorithm):
     @classmethod
     def example_scenario(cls, base: dict[str, Any]) -> dict[str, Any]:
         scenario = {key: value for key, value in base.items() if key != "compression"}
-        algorithm = {"name": cls.name, "lr": 0.05, "batch_size": 8, "compressor": dict(cls.example_compressor)}
+        algorithm = {
+            "name": cls.name,
+            "lr": 0.05,
+            "batch_size": 8,
+            "compressor": dict(cls.example_compressor),
+        }
         return {**scenario, "algorithm": algorithm}
 
     # -- client side ------------------------------------------------------------------------
@@ -166,4 +173,3 @@ class CompressedRoundAlgorithm(RoundAlgorithm):
         """Σ_{i∈S} w_i m_i / Σ_{i∈S} w_i: the mean of this round's messages (E3, E5)."""
         total = sum(self.client_weights[reply.client] for reply in replies)
         return self.weighted_sum(replies, like) / total
-

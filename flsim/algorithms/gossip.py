@@ -37,7 +37,10 @@ class GossipAlgorithm(ABC):
     Config: ClassVar[type[GossipConfig]] = GossipConfig
     mode: ClassVar[str] = "gossip"
 
-    def __init__(self, config: GossipConfig, num_nodes: int, node_sizes: list[int]) -> None:
+    def __init__(
+        self, config: GossipConfig, num_nodes: int, node_sizes: list[int], *, seed: int = 0, **_: Any
+    ) -> None:
+        self.seed = seed
         self.config = config
         self.num_nodes = num_nodes
         self.node_sizes = node_sizes

@@ -183,7 +183,9 @@ def encode(
             unscaled = value * (1.0 + base.omega(d)) if scaled else value
             # value = norm·sign·level/s with an integer level ≤ s: rounding recovers it exactly.
             levels = torch.round(unscaled.abs() * s / norm).to(torch.int64)
-        rows = torch.cat([torch.signbit(value).to(torch.int64).unsqueeze(1), _fields(levels, s.bit_length())], 1)
+        rows = torch.cat(
+            [torch.signbit(value).to(torch.int64).unsqueeze(1), _fields(levels, s.bit_length())], 1
+        )
         return {"norm": _scalar(norm, value), "codes": _pack_bits(rows.reshape(-1))}
     if isinstance(base, Natural):
         unscaled = value * (1.0 + base.omega(d)) if scaled else value

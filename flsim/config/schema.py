@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from flsim.compression.config import CompressionConfig
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+from flsim.compression.config import CompressionConfig
+from flsim.topology.config import TopologyConfig
 
 DatasetName = Literal["digits", "linreg", "logreg", "synthetic_leaf", "mnist_idx", "cifar10"]
 PartitionKind = Literal["iid", "dirichlet", "shards", "quantity_skew"]
@@ -52,12 +54,14 @@ class TaskConfig(Strict):
 
 
 class SpeedConfig(Strict):
-    """Per-client compute speed: a virtual-time cost per local gradient step.
+    """Per-client compute speed: a virtual-time cost per minibatch gradient.
 
     A client's speed s_i is drawn once (log-normal with ``sigma``); a ``slow_fraction`` of
-    clients is additionally slowed by ``slow_factor``. Each step then takes
+    clients is additionally slowed by ``slow_factor``. Each unit of work then takes
     ``step_time / s_i`` (``deterministic``) or an Exp draw with that mean (``exponential``),
-    i.e. a Poisson compute clock.
+    i.e. a Poisson compute clock. A unit is one gradient on a minibatch (a plain SGD step is
+    one unit, a SAM-type step two, a gradient on a batch B larger than the minibatch b takes
+    ⌈|B|/b⌉), see ``ClientContext.work``.
     """
 
     step_time: float = Field(0.01, gt=0)
@@ -84,6 +88,7 @@ class EvalConfig(Strict):
     every: PositiveInt = 1
     train_loss: bool = True
     per_node: bool = Field(True, description="Decentralized runs: also evaluate every node's own model.")
+    every_time: float | None = Field(None, gt=0, description="Event-driven runs: evaluate on this time grid.")
 
 
 class BackendConfig(Strict):
@@ -103,6 +108,14 @@ class BackendConfig(Strict):
     state_dir: str | None = Field(
         None, description="Parent directory for spilled client state (default: the system temp dir)."
     )
+
+
+class BudgetConfig(Strict):
+    """When an event-driven run stops: virtual time, gradient events or communications."""
+
+    time: float | None = Field(None, gt=0)
+    gradients: PositiveInt | None = None
+    communications: PositiveInt | None = None
 
 
 class OutputConfig(Strict):
@@ -131,6 +144,8 @@ class Scenario(Strict):
     output: OutputConfig = Field(default_factory=OutputConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     compression: CompressionConfig = Field(default_factory=CompressionConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    topology: TopologyConfig | None = None
     study: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors, parse_algorithm_config, tensor_bytes
+from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors, parse_algorithm_config
 from flsim.algorithms.client import ClientContext
 from flsim.config.schema import Scenario
 from flsim.engine.channels import send_uplink, uplink_channel
@@ -23,9 +23,15 @@ from flsim.tasks.base import Task
 
 
 def configure_torch(threads: int) -> None:
-    """Same intra-op thread count and deterministic kernels on every worker (DESIGN.md §3)."""
+    """Same intra-op thread count and deterministic kernels on every worker (DESIGN.md §3).
+
+    ``torch.use_deterministic_algorithms`` also imports ``torch._inductor`` (seconds of start-up
+    per process, paid by every Ray actor and every run) only to set a compiler flag flsim
+    never uses; the kernel switch itself is the C-level call below, which is what it wraps.
+    """
     torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
+    if not torch.are_deterministic_algorithms_enabled():
+        torch._C._set_deterministic_algorithms(True, warn_only=False)
 
 
 def build_algorithm(scenario: Scenario, task: Task) -> RoundAlgorithm:

@@ -123,6 +123,11 @@ class ClientStateStore:
     def num_spilled(self) -> int:
         return len(self._cold)
 
+    @property
+    def spilled_bytes(self) -> int:
+        """Bytes of state currently on disk (what the spill files hold)."""
+        return sum(spilled.nbytes for spilled in self._cold.values())
+
     # -- checkpoints ----------------------------------------------------------------------
     def items(self) -> Iterator[tuple[int, Tensors]]:
         """Every stored state in client order; spilled ones as lazy copy-on-write mappings."""

@@ -4,432 +4,542 @@ The report is meant to be opened from a cluster scratch disk or mailed around, s
 plotly.js once (from the installed ``plotly`` package, never a CDN) and the figure data as
 inert JSON blocks that one small script hands to ``Plotly.newPlot``. That layout also lets
 tests read the figures back out of the file without executing any JavaScript.
+
+Without a spec the report draws every run as its own trace (good for a handful of runs);
+with a :mod:`dashboard spec <flsim.report.spec>` it draws one aggregated curve per group and
+adds final-metric and time-to-target tables (good for sweeps of hundreds of runs).
 """
 
 from __future__ import annotations
 
 import html
+import json
 import logging
 import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.colors import qualitative
-from plotly.offline import get_plotlyjs
-from plotly.subplots import make_subplots
 
-from flsim.results.loading import PathLike, load_run_table, load_runs
+from flsim.report import aggregate
+from flsim.report.figures import (
+    BAND_METRICS,
+    PANELS,
+    X_AXES,
+    X_TITLES,
+    Figure,
+    Panel,
+    as_graph_objects,
+    default_figures,
+    figure_json,
+    run_label,
+    spec_panel_figure,
+)
+from flsim.report.spec import DashboardSpec, FinalTableSpec, TargetTableSpec, load_spec
+from flsim.results.loading import PathLike, Results, config_value, flatten_config, load_results
+
+__all__ = [
+    "BAND_METRICS",
+    "PANELS",
+    "X_AXES",
+    "NoRunsError",
+    "Panel",
+    "build_figures",
+    "config_differences",
+    "render_report",
+    "run_label",
+    "summarize_runs",
+    "write_report",
+]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Panel:
-    """One metric drawn against every x axis in :data:`X_AXES`."""
-
-    column: str
-    title: str
-    log_y: bool = False
+class NoRunsError(ValueError):
+    """No run directory under the given paths (a ``ValueError`` for older callers)."""
 
 
-#: Metrics plotted (each only when some run reports it), in display order.
-PANELS: list[Panel] = [
-    Panel("test_acc", "Test accuracy"),
-    Panel("test_loss", "Test loss"),
-    Panel("train_loss", "Train loss"),
-    Panel("optimality_gap", "Optimality gap", log_y=True),
-    Panel("dist_to_opt", "Distance to optimum", log_y=True),
-    Panel("consensus_distance", "Consensus distance", log_y=True),
+#: Config keys never shown as differences: identity columns already in the table, or noise.
+_DIFF_SKIP_PREFIXES = ("versions.", "output.")
+_DIFF_SKIP_KEYS = {"name", "seed", "algorithm.name"}
+
+#: Final metrics shown in the run table when a run reports them, in display order.
+_RUN_TABLE_METRICS = [
+    "test_acc",
+    "test_loss",
+    "train_loss",
+    "optimality_gap",
+    "dist_to_opt",
+    "consensus_distance",
 ]
 
-#: (column, axis title) of the x axes every metric is drawn against.
-X_AXES: list[tuple[str, str]] = [
-    ("round", "round"),
-    ("virtual_time", "virtual time"),
-    ("bytes_total", "total bytes (up + down)"),
-]
 
-#: Metrics that get a mean ± std across seeds panel.
-BAND_METRICS: list[str] = ["test_acc", "test_loss", "optimality_gap"]
-
-_PALETTE: list[str] = list(qualitative.Plotly) + list(qualitative.Dark24)
-_TEMPLATE = "plotly_white"
-_RUN_ORDER = ["scenario", "algorithm", "seed", "run_id", "run_dir"]
-
-
-def run_label(algorithm: str, seed: object, run_id: str) -> str:
-    """Legend label of one run: ``"<algorithm> seed=<s> (<run_id>)"``."""
-    seed_text = "?" if seed is None or pd.isna(seed) else str(seed)
-    return f"{algorithm} seed={seed_text} ({run_id})"
-
-
-def _color(i: int) -> str:
-    return _PALETTE[i % len(_PALETTE)]
-
-
-def _ordered_runs(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per run with its label and colour, in a stable order shared by all figures."""
-    runs = df.drop_duplicates("run_dir")[_RUN_ORDER].sort_values(_RUN_ORDER, na_position="last")
-    runs = runs.reset_index(drop=True)
-    runs["label"] = [
-        run_label(a, s, r) for a, s, r in zip(runs.algorithm, runs.seed, runs.run_id, strict=True)
-    ]
-    runs["color"] = [_color(i) for i in range(len(runs))]
-    return runs
-
-
-def _has_data(df: pd.DataFrame, column: str) -> bool:
-    return column in df.columns and bool(df[column].notna().any())
-
-
-def _metric_figure(df: pd.DataFrame, runs: pd.DataFrame, panel: Panel) -> go.Figure:
-    """One row of subplots (one per x axis) with exactly one trace per run that has the metric."""
-    fig = make_subplots(
-        rows=1, cols=len(X_AXES), subplot_titles=[t for _, t in X_AXES], horizontal_spacing=0.06
-    )
-    by_run = dict(tuple(df.groupby("run_dir", sort=False)))
-    for run in runs.itertuples(index=False):
-        rows = by_run[run.run_dir]
-        if not _has_data(rows, panel.column):
-            continue
-        for col, (x_col, x_title) in enumerate(X_AXES, start=1):
-            x = rows[x_col] if x_col in rows.columns else pd.Series(np.nan, index=rows.index)
-            keep = x.notna() & rows[panel.column].notna()
-            fig.add_trace(
-                go.Scatter(
-                    x=x[keep].tolist(),
-                    y=rows.loc[keep, panel.column].tolist(),
-                    mode="lines+markers" if keep.sum() < 30 else "lines",
-                    name=run.label,
-                    legendgroup=run.run_dir,
-                    showlegend=col == 1,
-                    line={"color": run.color},
-                    marker={"size": 4},
-                    hovertemplate=f"{x_title}=%{{x:.4g}}<br>{panel.column}=%{{y:.4g}}",
-                ),
-                row=1,
-                col=col,
-            )
-            fig.update_xaxes(title_text=x_title, row=1, col=col)
-    fig.update_yaxes(title_text=panel.column, row=1, col=1)
-    if panel.log_y:
-        fig.update_yaxes(type="log")
-    fig.update_layout(
-        title=panel.title + (" (log scale)" if panel.log_y else ""),
-        template=_TEMPLATE,
-        height=420,
-        legend={"groupclick": "togglegroup"},
-        meta={"flsim_panel": panel.column},
-    )
-    return fig
-
-
-def _band_groups(df: pd.DataFrame) -> dict[tuple[str, str], list[str]]:
-    """(scenario, algorithm) groups that have runs with at least two distinct seeds."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for (scenario, algorithm), rows in df.groupby(["scenario", "algorithm"], sort=True):
-        if rows["seed"].nunique() >= 2:
-            groups[(str(scenario), str(algorithm))] = list(dict.fromkeys(rows["run_dir"]))
-    return groups
-
-
-def _seed_stats(df: pd.DataFrame, run_dirs: list[str], column: str, log_y: bool) -> pd.DataFrame | None:
-    """Mean and std across runs at each round all of them reached.
-
-    Only rounds common to every run are used: otherwise the mean would jump where a seed that
-    stopped early drops out. Log-scale metrics are averaged in log10 space so that the band
-    stays positive and symmetric on the plotted axis.
-    """
-    series = []
-    for run_dir in run_dirs:
-        rows = df[(df["run_dir"] == run_dir) & df[column].notna()]
-        values = rows.groupby("round")[column].last()
-        if log_y:
-            values = np.log10(values[values > 0])
-        series.append(values)
-    table = pd.concat(series, axis=1, join="inner")
-    if table.empty or table.shape[1] < 2:
-        return None
-    stats = pd.DataFrame({"mean": table.mean(axis=1), "std": table.std(axis=1, ddof=1).fillna(0.0)})
-    stats["lo"] = stats["mean"] - stats["std"]
-    stats["hi"] = stats["mean"] + stats["std"]
-    if log_y:
-        stats[["mean", "lo", "hi"]] = 10 ** stats[["mean", "lo", "hi"]]
-    return stats.sort_index()
-
-
-def _rgba(hex_color: str, alpha: float) -> str:
-    h = hex_color.lstrip("#")
-    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
-    return f"rgba({r},{g},{b},{alpha})"
-
-
-def _band_figure(df: pd.DataFrame) -> go.Figure | None:
-    """Mean ± std over seeds against round, one panel per metric, one band per group."""
-    groups = _band_groups(df)
-    metrics = [p for p in PANELS if p.column in BAND_METRICS and _has_data(df, p.column)]
-    if not groups or not metrics:
-        return None
-    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[p.title for p in metrics])
-    for g, ((scenario, algorithm), run_dirs) in enumerate(groups.items()):
-        color = _color(g)
-        label = f"{scenario} / {algorithm} (n={len(run_dirs)})"
-        first = True
-        for col, panel in enumerate(metrics, start=1):
-            stats = _seed_stats(df, run_dirs, panel.column, panel.log_y)
-            if stats is None:
-                continue
-            x = stats.index.tolist()
-            fig.add_trace(
-                go.Scatter(
-                    x=x + x[::-1],
-                    y=stats["hi"].tolist() + stats["lo"].tolist()[::-1],
-                    fill="toself",
-                    fillcolor=_rgba(color, 0.2),
-                    line={"width": 0},
-                    hoverinfo="skip",
-                    name=label,
-                    legendgroup=label,
-                    showlegend=False,
-                ),
-                row=1,
-                col=col,
-            )
-            fig.add_trace(
-                go.Scatter(
-                    x=x,
-                    y=stats["mean"].tolist(),
-                    mode="lines",
-                    line={"color": color},
-                    name=label,
-                    legendgroup=label,
-                    showlegend=first,
-                    customdata=stats["std"].tolist(),
-                    hovertemplate="round=%{x}<br>mean=%{y:.4g}<br>std=%{customdata:.3g}",
-                ),
-                row=1,
-                col=col,
-            )
-            first = False
-            fig.update_xaxes(title_text="round", row=1, col=col)
-            if panel.log_y:
-                fig.update_yaxes(type="log", row=1, col=col)
-    fig.update_layout(
-        title="Mean ± std across seeds, by scenario and algorithm",
-        template=_TEMPLATE,
-        height=420,
-        legend={"groupclick": "togglegroup"},
-        meta={"flsim_panel": "seed_bands"},
-    )
-    return fig
-
-
-def build_figures(df: pd.DataFrame) -> dict[str, go.Figure]:
+def build_figures(df: pd.DataFrame) -> dict[str, Any]:
     """Figures for a :func:`~flsim.results.loading.load_runs` frame, keyed by panel name.
 
     Keys are metric columns from :data:`PANELS` that some run reports, plus ``"seed_bands"``
-    when a (scenario, algorithm) pair has several seeds. Separate from HTML writing so that
-    notebooks and tests can use the figure objects directly.
+    when a (scenario, algorithm) pair has several seeds. Returns ``plotly.graph_objects``
+    figures for notebooks; the HTML writer uses the faster dict figures directly.
     """
-    if df.empty:
-        return {}
-    runs = _ordered_runs(df)
-    figures: dict[str, go.Figure] = {
-        p.column: _metric_figure(df, runs, p) for p in PANELS if _has_data(df, p.column)
-    }
-    bands = _band_figure(df)
-    if bands is not None:
-        figures["seed_bands"] = bands
-    return figures
+    return {key: as_graph_objects(fig) for key, fig in default_figures(df).items()}
 
 
-def _last(rows: pd.DataFrame, column: str) -> float:
-    if column not in rows.columns:
-        return math.nan
-    values = rows[column].dropna()
-    return float(values.iloc[-1]) if len(values) else math.nan
+# -- run table ------------------------------------------------------------------------------------
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list | dict):
+        return json.dumps(value, sort_keys=True)
+    return value
 
 
-def summarize_runs(df: pd.DataFrame, run_table: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Final (and best) metrics per run, one row per run.
+def _show(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str) and "," not in value and value.strip() == value and value:
+        return value
+    return json.dumps(value) if not isinstance(value, str) else repr(value)
 
-    ``run_table`` (from :func:`~flsim.results.loading.load_run_table`) adds runs that have
-    no metric rows, e.g. a run that failed before its first evaluation, so that the table
-    still shows them with their status.
+
+def config_differences(run_dirs: list[str], configs: dict[str, dict[str, Any]]) -> list[str]:
+    """Per run, the dotted config keys whose values differ across ``run_dirs``, as ``k=v, ...``.
+
+    Identity keys already in their own columns (scenario name, seed, algorithm name) and
+    bookkeeping (package versions, output dir) are left out, so that what remains is what a
+    reader needs to tell two runs apart. A key missing from a run (e.g. ``algorithm.mu`` of
+    FedProx only) differs, but is shown only where it is set.
+    """
+    if len(run_dirs) < 2:
+        return [""] * len(run_dirs)
+    flat = pd.DataFrame.from_records([flatten_config(configs.get(r, {})) for r in run_dirs])
+    keep = [c for c in flat.columns if c not in _DIFF_SKIP_KEYS and not c.startswith(_DIFF_SKIP_PREFIXES)]
+    flat = flat[keep]
+    comparable = flat.map(_hashable)
+    varying = [c for c in comparable.columns if comparable[c].nunique(dropna=False) > 1]
+    if not varying:
+        return [""] * len(run_dirs)
+    sub = flat[varying]
+    out = []
+    for row in sub.itertuples(index=False, name=None):
+        items = [
+            f"{k}={_show(v)}"
+            for k, v in zip(varying, row, strict=True)
+            if v is not None and not (isinstance(v, float) and math.isnan(v))
+        ]
+        out.append(", ".join(items))
+    return out
+
+
+def summarize_runs(
+    df: pd.DataFrame,
+    run_table: pd.DataFrame | None = None,
+    configs: dict[str, dict[str, Any]] | None = None,
+    metrics: list[str] | None = None,
+) -> pd.DataFrame:
+    """Final metrics per run, one row per run, with config differences and wall time.
+
+    ``run_table`` (``Results.runs``) adds runs that have no metric rows, e.g. a run that
+    failed before its first evaluation, so that the table still shows them with their
+    status. ``configs`` enables the ``differs`` column. ``metrics`` overrides which final
+    metrics are shown. Computed with one grouped pass over the metric rows.
     """
     base = run_table if run_table is not None else df.drop_duplicates("run_dir")
     if base.empty:
         return pd.DataFrame(columns=["scenario", "algorithm", "seed", "run_id", "status", "run_dir"])
-    base = base[
-        ["scenario", "algorithm", "seed", "run_id", "status", "dataset", "partition", "alpha", "run_dir"]
-    ]
-    by_run = dict(tuple(df.groupby("run_dir", sort=False))) if not df.empty else {}
-    records = []
-    for run in base.itertuples(index=False):
-        rows = by_run.get(run.run_dir, pd.DataFrame())
-        acc = rows["test_acc"].dropna() if "test_acc" in rows.columns else pd.Series(dtype=float)
-        records.append(
-            {
-                "final_test_acc": float(acc.iloc[-1]) if len(acc) else math.nan,
-                "best_test_acc": float(acc.max()) if len(acc) else math.nan,
-                "final_test_loss": _last(rows, "test_loss"),
-                "final_train_loss": _last(rows, "train_loss"),
-                "final_optimality_gap": _last(rows, "optimality_gap"),
-                "rounds": _last(rows, "round"),
-                "virtual_time": _last(rows, "virtual_time"),
-                "bytes_total": _last(rows, "bytes_total"),
-                "grad_evals": _last(rows, "grad_evals"),
-                "wall_time": _last(rows, "wall_time"),
-            }
-        )
-    summary = pd.concat([base.reset_index(drop=True), pd.DataFrame.from_records(records)], axis=1)
+    base = base.reset_index(drop=True)
+    out = base[["scenario", "algorithm", "seed", "run_id", "status"]].copy()
+    run_dirs = base["run_dir"].tolist()
+    if configs is not None:
+        out["differs"] = config_differences(run_dirs, configs)
+    wanted = list(dict.fromkeys(metrics if metrics is not None else _RUN_TABLE_METRICS))
+    counters = ["round", "virtual_time", "bytes_total", "grad_evals", "wall_time"]
+    last = aggregate.final_values(df, wanted + counters).reindex(run_dirs) if not df.empty else None
+    final = pd.DataFrame(index=pd.Index(run_dirs))
+    for m in wanted:
+        final[f"final_{m}"] = last[m].to_numpy() if last is not None else np.nan
+        if m == "test_acc" and not df.empty and "test_acc" in df.columns:
+            final["best_test_acc"] = df.groupby("run_dir")["test_acc"].max().reindex(run_dirs).to_numpy()
+    final["rounds"] = last["round"].to_numpy() if last is not None else np.nan
+    for c in ("virtual_time", "bytes_total", "grad_evals"):
+        final[c] = last[c].to_numpy() if last is not None else np.nan
+    wall = base["wall_seconds"] if "wall_seconds" in base.columns else pd.Series(np.nan, index=base.index)
+    last_wall = last["wall_time"].to_numpy() if last is not None else np.nan
+    final["wall_time"] = wall.astype(float).fillna(pd.Series(last_wall, index=base.index)).to_numpy()
+    summary = pd.concat([out, final.reset_index(drop=True)], axis=1)
+    summary["run_dir"] = run_dirs
     # Drop columns no run reports (e.g. accuracy on a regression task), never the identity ones.
-    empty = [c for c in summary.columns if c not in _RUN_ORDER and summary[c].isna().all()]
+    identity = {"scenario", "algorithm", "seed", "run_id", "status", "run_dir", "differs"}
+    empty = [c for c in summary.columns if c not in identity and summary[c].isna().all()]
     summary = summary.drop(columns=empty)
     return summary.sort_values(["scenario", "algorithm", "seed", "run_id"], na_position="last").reset_index(
         drop=True
     )
 
 
-def summarize_groups(summary: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std of the final metrics per (scenario, algorithm) over its runs."""
-    metrics = [
-        c
-        for c in ("final_test_acc", "best_test_acc", "final_test_loss", "final_optimality_gap")
-        if c in summary
-    ]
-    grouped = summary.groupby(["scenario", "algorithm"], sort=True)
-    out = grouped.size().rename("runs").to_frame()
-    for col in metrics:
-        mean, std = grouped[col].mean(), grouped[col].std(ddof=1)
-        out[col] = [
-            "" if pd.isna(m) else f"{m:.4g}" + ("" if pd.isna(s) else f" ± {s:.2g}")
-            for m, s in zip(mean, std, strict=True)
-        ]
-    return out.reset_index()
+# -- HTML tables ----------------------------------------------------------------------------------
+Formatter = Callable[[Any], str]
 
 
-def _fmt(fmt: str) -> Callable[[float], str]:
-    """A ``DataFrame.to_html`` formatter that leaves missing values blank."""
-    return lambda v: v if isinstance(v, str) else ("" if pd.isna(v) else format(v, fmt))
+def _num(fmt: str) -> Formatter:
+    return lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
 
-_FORMATTERS = {
-    "final_test_acc": _fmt(".4f"),
-    "best_test_acc": _fmt(".4f"),
-    "final_test_loss": _fmt(".4g"),
-    "final_train_loss": _fmt(".4g"),
-    "final_optimality_gap": _fmt(".3e"),
-    "rounds": _fmt(".0f"),
-    "virtual_time": _fmt(".4g"),
-    "bytes_total": lambda v: "" if pd.isna(v) else f"{v / 1e6:.4g}",
-    "grad_evals": _fmt(".0f"),
-    "wall_time": _fmt(".1f"),
-    "alpha": _fmt("g"),
+def _si(v: Any) -> str:
+    """Bytes with an SI prefix: 1.2 MB reads faster than 1200000."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if math.isinf(v):
+        return "not reached"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(v) >= scale:
+            return f"{v / scale:.3g} {unit}"
+    return f"{v:.0f} B"
+
+
+_FORMATS: dict[str, Formatter] = {
+    "seed": lambda v: "" if v is None or pd.isna(v) else str(int(v)),
+    "final_test_acc": _num(".4f"),
+    "best_test_acc": _num(".4f"),
+    "final_optimality_gap": _num(".3e"),
+    "final_dist_to_opt": _num(".3e"),
+    "final_consensus_distance": _num(".3e"),
+    "rounds": _num(".0f"),
+    "virtual_time": _num(".4g"),
+    "bytes_total": _si,
+    "grad_evals": _num(".0f"),
+    "wall_time": _num(".1f"),
 }
+_HEADERS = {"bytes_total": "bytes_total", "wall_time": "wall_time_s"}
 
 
-def _table_html(table: pd.DataFrame, table_id: str) -> str:
-    formatters = {k: v for k, v in _FORMATTERS.items() if k in table.columns}
-    # Bytes are shown in one unit (MB) so that the numeric header sort stays correct.
-    table = table.rename(columns={"bytes_total": "MB_total"})
-    formatters = {("MB_total" if k == "bytes_total" else k): v for k, v in formatters.items()}
-    return table.to_html(
-        index=False,
-        escape=True,
-        na_rep="",
-        formatters=formatters,
-        table_id=table_id,
-        classes="flsim-table",
-        border=0,
+def _default_format(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float | np.floating):
+        return "" if math.isnan(v) else f"{v:.4g}"
+    return "" if v is pd.NA else str(v)
+
+
+def html_table(
+    frame: pd.DataFrame,
+    table_id: str,
+    formats: dict[str, Formatter] | None = None,
+    sort_keys: dict[str, list[Any]] | None = None,
+    wide: tuple[str, ...] = (),
+) -> str:
+    """A sortable ``<table>``: cells are escaped; numeric cells carry ``data-sort`` raw values.
+
+    ``sort_keys`` gives explicit per-column sort values (e.g. the median behind a
+    "median [q25, q75]" text); ``wide`` columns wrap and align left (long config diffs).
+    """
+    formats = {**_FORMATS, **(formats or {})}
+    sort_keys = sort_keys or {}
+    head = "".join(f"<th>{html.escape(_HEADERS.get(c, c))}</th>" for c in frame.columns)
+    body = []
+    columns = [frame[c].tolist() for c in frame.columns]
+    names = list(frame.columns)
+    for i in range(len(frame)):
+        cells = []
+        for j, name in enumerate(names):
+            value = columns[j][i]
+            text = html.escape(formats.get(name, _default_format)(value))
+            attrs = ' class="wide"' if name in wide else ""
+            key = sort_keys[name][i] if name in sort_keys else value
+            if isinstance(key, int | float | np.integer | np.floating) and not isinstance(key, bool):
+                k = float(key)
+                if not math.isnan(k):
+                    attrs += f' data-sort="{k!r}"' if math.isfinite(k) else ' data-sort="Infinity"'
+            cells.append(f"<td{attrs}>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        f'<table id="{html.escape(table_id)}" class="flsim-table"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
     )
 
 
+def _interval(center: float, lo: float, hi: float, fmt: Formatter) -> str:
+    if math.isnan(center):
+        return ""
+    if math.isinf(center):
+        return "not reached"
+    if lo == hi == center or (math.isnan(lo) and math.isnan(hi)):
+        return fmt(center)
+    return f"{fmt(center)} [{fmt(lo)}, {fmt(hi)}]"
+
+
+def _measure_format(name: str) -> Formatter:
+    if name.startswith("bytes") or name == "bytes_total":
+        return _si
+    if name in ("round", "grad_evals", "communications", "events"):
+        return lambda v: "∞" if math.isinf(v) else f"{v:.0f}"
+    if name in ("optimality_gap", "dist_to_opt", "consensus_distance", "error_norm"):
+        return lambda v: "∞" if math.isinf(v) else f"{v:.3e}"
+    return lambda v: "∞" if math.isinf(v) else f"{v:.4g}"
+
+
+def _group_table_html(summary: pd.DataFrame, columns: list[str], table_id: str, extra: list[str]) -> str:
+    """``summarize_groups`` output as "centre [lo, hi]" cells, sortable by the centre."""
+    frame = summary[["group", *extra]].copy()
+    keys: dict[str, list[Any]] = {}
+    for c in columns:
+        fmt = _measure_format(c)
+        frame[c] = [
+            _interval(m, lo, hi, fmt)
+            for m, lo, hi in zip(summary[c], summary[f"{c}_lo"], summary[f"{c}_hi"], strict=True)
+        ]
+        keys[c] = summary[c].tolist()
+    return html_table(frame, table_id, formats={c: str for c in columns}, sort_keys=keys)
+
+
+# -- page -----------------------------------------------------------------------------------------
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.5em} h2{font-size:1.2em;margin-top:1.6em}
 .flsim-table{border-collapse:collapse;font-size:0.85em}
 .flsim-table th,.flsim-table td{padding:3px 8px;border-bottom:1px solid #ddd;
   text-align:right;white-space:nowrap}
-.flsim-table th{background:#f4f4f4;cursor:pointer}
+.flsim-table td.wide{white-space:normal;text-align:left;min-width:18em;max-width:48em;font-size:0.95em}
+.flsim-table th{background:#f4f4f4;cursor:pointer;position:sticky;top:0}
 .flsim-figure{width:100%;min-height:420px}
+.table-scroll{max-height:36em;overflow:auto;border:1px solid #eee}
 .note{color:#666;font-size:0.85em}
 """
 
 # Renders every <script type="application/json" class="flsim-figure-data"> into its div, and
 # makes table headers click-sortable; no network access, no external libraries beyond Plotly.
 _BOOT_JS = """
-document.querySelectorAll('script.flsim-figure-data').forEach(function (el) {
-  var fig = JSON.parse(el.textContent);
-  Plotly.newPlot(el.dataset.target, fig.data, fig.layout, {responsive: true, displaylogo: false});
-});
-document.querySelectorAll('table.flsim-table').forEach(function (table) {
-  table.querySelectorAll('th').forEach(function (th, col) {
-    th.addEventListener('click', function () {
-      var body = table.tBodies[0], rows = Array.from(body.rows);
-      var asc = th.dataset.order !== 'asc'; th.dataset.order = asc ? 'asc' : 'desc';
-      rows.sort(function (a, b) {
-        var x = a.cells[col].textContent.trim(), y = b.cells[col].textContent.trim();
-        if (x === '' || y === '') { return (x === '') - (y === ''); }  // blanks last
-        var nx = Number(x), ny = Number(y);
-        var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
-        return asc ? c : -c;
+(function () {
+  var tmplEl = document.getElementById('flsim-template');
+  var template = tmplEl ? JSON.parse(tmplEl.textContent) : undefined;
+  document.querySelectorAll('script.flsim-figure-data').forEach(function (el) {
+    var fig = JSON.parse(el.textContent);
+    if (template && !fig.layout.template) { fig.layout.template = template; }
+    Plotly.newPlot(el.dataset.target, fig.data, fig.layout, {responsive: true, displaylogo: false});
+  });
+  function key(cell) {
+    var s = cell.dataset.sort;
+    return s !== undefined ? Number(s) : cell.textContent.trim();
+  }
+  document.querySelectorAll('table.flsim-table').forEach(function (table) {
+    table.querySelectorAll('th').forEach(function (th, col) {
+      th.addEventListener('click', function () {
+        var body = table.tBodies[0], rows = Array.from(body.rows);
+        var asc = th.dataset.order !== 'asc'; th.dataset.order = asc ? 'asc' : 'desc';
+        rows.sort(function (a, b) {
+          var x = key(a.cells[col]), y = key(b.cells[col]);
+          if (x === '' || y === '') { return (x === '') - (y === ''); }  // blanks last
+          var nx = Number(x), ny = Number(y);
+          var c = (!isNaN(nx) && !isNaN(ny)) ? (nx < ny ? -1 : nx > ny ? 1 : 0)
+                                             : String(x).localeCompare(String(y));
+          return asc ? c : -c;
+        });
+        rows.forEach(function (r) { body.appendChild(r); });
       });
-      rows.forEach(function (r) { body.appendChild(r); });
     });
   });
-});
+})();
 """
 
 
-def _figure_block(key: str, fig: go.Figure) -> str:
+def _figure_block(key: str, fig: Figure) -> str:
     target = f"flsim-fig-{key}"
-    # plotly's JSON escapes '<' and '>' as \\u003c / \\u003e, so it cannot close the script tag.
-    payload = fig.to_json()
     return (
-        f'<div id="{target}" class="flsim-figure"></div>\n'
-        f'<script type="application/json" class="flsim-figure-data" data-target="{target}" '
-        f'data-panel="{html.escape(key)}">{payload}</script>'
+        f'<div id="{html.escape(target)}" class="flsim-figure"></div>\n'
+        f'<script type="application/json" class="flsim-figure-data" data-target="{html.escape(target)}" '
+        f'data-panel="{html.escape(key)}">{figure_json(fig)}</script>'
     )
 
 
-def render_report(df: pd.DataFrame, run_table: pd.DataFrame | None = None, title: str | None = None) -> str:
-    """The full HTML document for already loaded runs (see :func:`write_report`)."""
-    title = title or "flsim report"
-    figures = build_figures(df)
-    summary = summarize_runs(df, run_table)
-    n_runs = len(summary)
+def _template_block() -> str:
+    import plotly.io as pio
+
+    return (
+        '<script type="application/json" id="flsim-template">'
+        + figure_json(pio.templates["plotly_white"].to_plotly_json())
+        + "</script>"
+    )
+
+
+def _page(title: str, body: list[str]) -> str:
+    from plotly.offline import get_plotlyjs
+
+    from flsim import __version__
+
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f'<meta name="generator" content="flsim {html.escape(__version__)}">',
+            '<link rel="icon" href="data:,">',  # no favicon request, so no 404 in the console
+            f"<title>{html.escape(title)}</title>",
+            f"<style>{_CSS}</style>",
+            # Embedded once; the whole page works without network access.
+            f'<script type="text/javascript">{get_plotlyjs()}</script>',
+            "</head><body>",
+            f"<h1>{html.escape(title)}</h1>",
+            *body,
+            _template_block(),
+            f"<script>{_BOOT_JS}</script>",
+            "</body></html>",
+            "",
+        ]
+    )
+
+
+def _runs_section(summary: pd.DataFrame, extra_note: str = "") -> list[str]:
+    note = (
+        '<p class="note">Click a table header to sort. <i>differs</i> lists the config keys whose '
+        "values vary across the runs in this report." + extra_note + "</p>"
+    )
+    table = html_table(summary.drop(columns=["run_dir"]), "flsim-runs", wide=("differs",))
+    return ["<h2>Runs</h2>", note, f'<div class="table-scroll">{table}</div>']
+
+
+def _default_body(results: Results) -> list[str]:
+    df = results.metrics
+    figures = default_figures(df)
+    summary = summarize_runs(df, results.runs, results.configs)
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title>",
-        f"<style>{_CSS}</style>",
-        # Embedded once; the whole page works without network access.
-        f'<script type="text/javascript">{get_plotlyjs()}</script>',
-        "</head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        f'<p class="note">{n_runs} run(s). Click a legend entry to hide a run in all panels of a figure; '
-        "click a table header to sort.</p>",
-        "<h2>Runs</h2>",
-        _table_html(summary.drop(columns=["run_dir"]), "flsim-runs"),
+        f'<p class="note">{len(summary)} run(s). Click a legend entry to hide a run in all panels of a '
+        "figure. For sweeps, <code>flsim report --spec dashboards/&lt;name&gt;.yaml</code> aggregates "
+        "seeds into median curves with bands.</p>",
+        *_runs_section(summary),
     ]
     if not summary.empty and summary.groupby(["scenario", "algorithm"]).size().max() >= 2:
+        finals = [c for c in ("final_test_acc", "best_test_acc", "final_test_loss") if c in summary]
+        finals += [c for c in ("final_optimality_gap",) if c in summary]
+        per_run = summary.set_index("run_dir")[finals]
+        groups = (summary["scenario"].astype(str) + " / " + summary["algorithm"].astype(str)).set_axis(
+            summary["run_dir"]
+        )
+        table = aggregate.summarize_groups(per_run, groups)
         parts += [
             "<h2>By scenario and algorithm</h2>",
-            _table_html(summarize_groups(summary), "flsim-groups"),
+            '<p class="note">Median [25th, 75th percentile] over the runs of each group.</p>',
+            _group_table_html(table, finals, "flsim-groups", ["runs"]),
         ]
     if not figures:
         parts.append('<p class="note">No metric rows to plot yet.</p>')
-    for key, fig in figures.items():
-        parts.append(_figure_block(key, fig))
-    parts += [f"<script>{_BOOT_JS}</script>", "</body></html>", ""]
-    return "\n".join(parts)
+    parts += [_figure_block(key, fig) for key, fig in figures.items()]
+    return parts
+
+
+def filter_results(results: Results, spec: DashboardSpec) -> Results:
+    """The runs (and their rows) that pass ``spec.filter``."""
+    flt = spec.filter
+    runs = results.runs
+    keep = np.ones(len(runs), dtype=bool)
+    for column, allowed in (("scenario", flt.scenario), ("algorithm", flt.algorithm), ("status", flt.status)):
+        if allowed is not None:
+            keep &= runs[column].astype(str).isin([str(a) for a in allowed]).to_numpy()
+    for key, allowed in flt.config.items():
+        text = {str(a) for a in allowed}
+        got = [config_value(results.configs.get(r, {}), key) for r in runs["run_dir"]]
+        keep &= np.array([v in allowed or str(v) in text for v in got], dtype=bool)
+    if keep.all():
+        return results
+    kept = runs[keep].reset_index(drop=True)
+    dirs = set(kept["run_dir"])
+    metrics = results.metrics[results.metrics["run_dir"].isin(dirs)].reset_index(drop=True)
+    configs = {k: v for k, v in results.configs.items() if k in dirs}
+    summaries = {k: v for k, v in results.summaries.items() if k in dirs}
+    return Results(runs=kept, metrics=metrics, configs=configs, summaries=summaries)
+
+
+def spec_figures(results: Results, spec: DashboardSpec) -> dict[str, Figure]:
+    """``panel-<i>`` → figure for every panel of ``spec`` (runs already filtered)."""
+    groups = aggregate.group_labels(results.runs, results.configs, spec.group_keys)
+    return {
+        f"panel-{i}": spec_panel_figure(results.metrics, groups, spec, panel, i)
+        for i, panel in enumerate(spec.panels)
+    }
+
+
+def _spec_tables(results: Results, spec: DashboardSpec, groups: pd.Series) -> list[str]:
+    parts: list[str] = []
+    agg = spec.aggregate
+    band = {"iqr": "25th, 75th percentile", "minmax": "min, max", "none": ""}[agg.band]
+    what = f"{agg.center}" + (f" [{band}]" if band else "")
+    for i, table in enumerate(spec.tables):
+        if isinstance(table, FinalTableSpec):
+            per_run = aggregate.final_values(results.metrics, table.metrics).reindex(groups.index)
+            summary = aggregate.summarize_groups(per_run, groups, agg.center, agg.band)
+            title = table.title or "Final metrics"
+            note = f"{what} over the runs of each group of each run's last value."
+            cols = table.metrics
+            extra = ["runs"]
+        else:
+            assert isinstance(table, TargetTableSpec)
+            direction = spec.target_direction(table)
+            summary = aggregate.time_to_target(
+                results.metrics,
+                groups,
+                table.metric,
+                table.target,
+                direction,
+                table.measures,
+                agg.center,
+                agg.band,
+            )
+            summary["reached"] = [
+                f"{r}/{n}" for r, n in zip(summary["reached"], summary["runs"], strict=True)
+            ]
+            sign = "≥" if direction == "above" else "≤"
+            title = table.title or f"To reach {table.metric} {sign} {table.target:g}"
+            note = (
+                f"{what} over the runs of each group, at the first evaluation where {table.metric} "
+                f"{sign} {table.target:g}; a run that never gets there counts as ∞ (so the median reads "
+                "'not reached' unless more than half of the runs reached it)."
+            )
+            cols = list(table.measures)
+            extra = ["runs", "reached"]
+        if summary.empty:
+            parts += [f"<h2>{html.escape(title)}</h2>", '<p class="note">No runs.</p>']
+            continue
+        parts += [
+            f"<h2>{html.escape(title)}</h2>",
+            f'<p class="note">{html.escape(note)}</p>',
+            _group_table_html(summary.rename(columns={"group": "group"}), cols, f"flsim-table-{i}", extra),
+        ]
+    return parts
+
+
+def _spec_body(results: Results, spec: DashboardSpec, total_runs: int) -> list[str]:
+    groups = aggregate.group_labels(results.runs, results.configs, spec.group_keys)
+    figures = spec_figures(results, spec)
+    wanted = [p.metric for p in spec.panels]
+    for t in spec.tables:
+        wanted += t.metrics if isinstance(t, FinalTableSpec) else [t.metric]
+    wanted = [m for m in dict.fromkeys(wanted) if m not in X_TITLES and m not in ("events",)]
+    summary = summarize_runs(results.metrics, results.runs, results.configs, metrics=wanted)
+    summary.insert(5, "group", summary["run_dir"].map(groups))
+    shown = len(results.runs)
+    parts = []
+    if spec.description:
+        parts.append(f"<p>{html.escape(spec.description)}</p>")
+    filtered = f" of {total_runs} (filtered)" if shown != total_runs else ""
+    parts.append(
+        f'<p class="note">{shown} run(s){filtered} in {groups.nunique()} group(s) by '
+        f"<code>{html.escape(', '.join(spec.group_keys))}</code>.</p>"
+    )
+    parts += _spec_tables(results, spec, groups)
+    if results.metrics.empty:
+        parts.append('<p class="note">No metric rows to plot yet.</p>')
+    parts += [_figure_block(key, fig) for key, fig in figures.items()]
+    parts += _runs_section(summary)
+    return parts
+
+
+def render_report(results: Results, title: str | None = None, spec: DashboardSpec | None = None) -> str:
+    """The full HTML document for already loaded runs (see :func:`write_report`)."""
+    if spec is None:
+        return _page(title or "flsim report", _default_body(results))
+    total = len(results.runs)
+    filtered = filter_results(results, spec)
+    return _page(title or spec.title, _spec_body(filtered, spec, total))
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -449,21 +559,28 @@ def _atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def write_report(paths: PathLike | Iterable[PathLike], out_path: PathLike, title: str | None = None) -> Path:
+def write_report(
+    paths: PathLike | Iterable[PathLike],
+    out_path: PathLike,
+    title: str | None = None,
+    spec: str | os.PathLike[str] | DashboardSpec | None = None,
+) -> Path:
     """Write an offline HTML report comparing every run found under ``paths``.
 
     ``paths`` may be run directories, scenario directories or results roots (see
-    :func:`~flsim.results.loading.find_run_dirs`). Raises ``ValueError`` when no run is
+    :func:`~flsim.results.loading.find_run_dirs`). ``spec`` is a dashboard spec file (or a
+    parsed :class:`DashboardSpec`); it is validated before any run is read, so a typo fails
+    fast with a :class:`~flsim.config.errors.ConfigError`. Raises ``ValueError`` when no run is
     found, so that a mistyped path fails loudly instead of producing an empty page.
     """
+    parsed = load_spec(spec) if spec is not None else None
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     paths = list(paths)
-    run_table = load_run_table(paths)
-    if run_table.empty:
-        raise ValueError(f"no run directories (with metrics.jsonl or metrics.parquet) under {paths}")
-    df = load_runs(paths)
+    results = load_results(paths)
+    if results.runs.empty:
+        raise NoRunsError(f"no run directories (with metrics.jsonl or metrics.parquet) under {paths}")
     out = Path(out_path)
-    _atomic_write_text(out, render_report(df, run_table, title))
-    log.info("wrote report for %d run(s) to %s", len(run_table), out)
+    _atomic_write_text(out, render_report(results, title, parsed))
+    log.info("wrote report for %d run(s) to %s", len(results.runs), out)
     return out

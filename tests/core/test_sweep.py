@@ -27,7 +27,7 @@ def test_expansion_is_the_full_product(tmp_path):
         grid={"task.dataset_params.heterogeneity": [0.0, 1.0, 2.0]},
         variants={"slow": {"algorithm": {"name": "fedavg", "lr": 0.01}}, "fast": {"algorithm.lr": 0.2}},
     )
-    spec, runs = expand_sweep(path)
+    _spec, runs = expand_sweep(path)
     assert len(runs) == 2 * 3 * 2
     assert len({r.label for r in runs}) == len(runs)
     slow = [r for r in runs if r.label.startswith("slow")]
