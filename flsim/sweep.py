@@ -89,7 +89,7 @@ def expand_sweep(path: str | Path) -> tuple[SweepSpec, list[SweepRun]]:
                 overrides += [f"seed={seed}", f"name={spec.name}"]
                 scenario = apply_overrides(scenario, overrides)
                 grid_part = "-".join(
-                    f"{k.rsplit('.', 1)[-1]}={_format_value(v)}" for k, v in zip(keys, point)
+                    f"{k.rsplit('.', 1)[-1]}={_format_value(v)}" for k, v in zip(keys, point, strict=True)
                 )
                 label = "-".join(p for p in (variant, grid_part, f"s{seed}") if p)
                 try:
@@ -171,9 +171,10 @@ def _run_on_ray(todo: list[SweepRun], address: str | None, reporter: Any, done: 
     """One Ray task per run (each run uses the embedded backend inside its task)."""
     import ray
 
-    from flsim.backends.ray_backend import init_ray
+    from flsim.backends.ray_backend import init_ray, release_idle_workers
 
     owns = init_ray(address)
+    release_idle_workers()  # pooled actors would hold the CPUs the run tasks need
     try:
         remote = ray.remote(num_cpus=1, max_retries=1)(_run_to_files)
         refs = [remote.remote(r.scenario, "local") for r in todo]

@@ -1,4 +1,4 @@
-"""``python -m flsim.dashboard RESULTS_DIR [--port 8050] [--host 127.0.0.1]`` (same as ``flsim dashboard``)."""
+"""``python -m flsim.dashboard RESULTS_DIR [--port 8050] [--host 127.0.0.1]``, as ``flsim dashboard``."""
 
 from __future__ import annotations
 

@@ -152,7 +152,7 @@ class RowCollector:
         self.rows.append(row)
 
 
-def _run_collected(scenario_data: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def run_collected(scenario_data: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Build and run the whole event simulation where this function executes."""
     import os
 
@@ -188,19 +188,14 @@ def run_events(
         import os
 
         return EventSimulation(scenario, task, writer, progress).run(), {"kind": "local", "pid": os.getpid()}
-    import ray
+    from flsim.backends.ray_backend import RayCoordinator
 
-    from flsim.backends.ray_backend import init_ray
-
-    owns = init_ray(scenario.backend.address)
+    coordinator = RayCoordinator(scenario)
+    coordinator.start()
     try:
-        remote = ray.remote(num_cpus=scenario.backend.cpus_per_actor, max_retries=0)(_run_collected)
-        rows, placement = ray.get(
-            remote.remote(scenario.model_dump(mode="json")), timeout=scenario.backend.timeout_s
-        )
+        rows, placement = coordinator.run_events()
     finally:
-        if owns:
-            ray.shutdown()
+        coordinator.shutdown()
     for row in rows:
         writer.append_metrics(row)
     return rows[-1], {"kind": "ray", "actors": [placement]}

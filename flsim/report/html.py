@@ -273,7 +273,7 @@ def _measure_format(name: str) -> Formatter:
     if name.startswith("bytes") or name == "bytes_total":
         return _si
     if name in ("round", "grad_evals", "communications", "events"):
-        return lambda v: "∞" if math.isinf(v) else f"{v:.0f}"
+        return lambda v: "∞" if math.isinf(v) else f"{v:.7g}"  # a median of counts may be x.5
     if name in ("optimality_gap", "dist_to_opt", "consensus_distance", "error_norm"):
         return lambda v: "∞" if math.isinf(v) else f"{v:.3e}"
     return lambda v: "∞" if math.isinf(v) else f"{v:.4g}"

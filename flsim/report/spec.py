@@ -181,16 +181,25 @@ class DashboardSpec(_Strict):
 
 # -- validation ----------------------------------------------------------------------------------
 _TABLE_TAGS = {"final", "time_to_target"}
+_TYPE_NAMES = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """pydantic's error location without union-branch segments (``literal[...]``, ``str``, tags)."""
+    parts: list[int | str] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, str):
+            if any(c in part for c in "[](),'") or part in _TYPE_NAMES:
+                continue
+            if part in _TABLE_TAGS and i >= 2 and loc[i - 2] == "tables":
+                continue
+        parts.append(part)
+    return tuple(parts)
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:
-    """pydantic's error location as flsim's dotted key, without union-tag segments."""
-    parts: list[str] = []
-    for i, part in enumerate(loc):
-        if isinstance(part, str) and part in _TABLE_TAGS and i >= 2 and loc[i - 2] == "tables":
-            continue
-        parts.append(str(part))
-    return ".".join(parts)
+    """A cleaned error location as flsim's dotted key (``panels.0.metric``)."""
+    return ".".join(str(p) for p in loc)
 
 
 def _lookup(data: Any, loc: tuple[int | str, ...]) -> Any:
@@ -298,14 +307,15 @@ def parse_spec(data: Any, source: str = "spec") -> DashboardSpec:
     try:
         spec = DashboardSpec.model_validate(data)
     except ValidationError as exc:
-        errors = []
+        errors: dict[str, ConfigError] = {}
         for err in exc.errors():
-            loc = tuple(err["loc"])
+            loc = _clean_loc(tuple(err["loc"]))
             key = f"{source}: {_dotted(loc)}" if loc else source
             value = _lookup(data, loc) if err["type"] != "missing" else None
             reason = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            errors.append(ConfigError(key, value, reason))
-        raise (errors[0] if len(errors) == 1 else ConfigErrors(errors)) from None
+            errors.setdefault(key, ConfigError(key, value, reason))  # a union reports each branch
+        found = list(errors.values())
+        raise (found[0] if len(found) == 1 else ConfigErrors(found)) from None
     errors = [ConfigError(f"{source}: {e.key}", e.value, e.reason) for e in _semantic_errors(spec)]
     if errors:
         raise errors[0] if len(errors) == 1 else ConfigErrors(errors)

@@ -90,3 +90,25 @@ def test_empty_root_gives_empty_frame(tmp_path: Path) -> None:
     df = load_runs(tmp_path)
     assert df.empty and "run_id" in df.columns and "round" in df.columns
     assert isinstance(df, pd.DataFrame)
+
+
+def test_non_finite_values_spelled_as_strings_in_jsonl(make_run) -> None:
+    # The writer stores ±inf as "inf"/"-inf" and NaN as null in metrics.jsonl.
+    rows = [
+        {"round": 0, "test_loss": 1.0, "optimality_gap": None},
+        {"round": 1, "test_loss": "inf", "optimality_gap": "inf"},
+        {"round": 2, "test_loss": 0.5, "optimality_gap": "-inf"},
+    ]
+    run = make_run(rows=rows, parquet=False)
+    df = load_runs(run)
+    assert df["test_loss"].tolist() == [1.0, float("inf"), 0.5]
+    gap = df["optimality_gap"].tolist()
+    assert pd.isna(gap[0]) and gap[1:] == [float("inf"), float("-inf")]
+
+
+def test_runs_with_different_extras_and_types_concatenate(make_run, results_root: Path) -> None:
+    make_run(seed=0, rows=[{"round": 0, "test_loss": 1.0, "extra": 1}], parquet=False)
+    make_run(seed=1, rows=[{"round": 0, "test_loss": 2.0, "extra": 2.5, "other": "tag"}])
+    df = load_runs(results_root).sort_values("seed")
+    assert df["extra"].tolist() == [1.0, 2.5]
+    assert df["other"].isna().tolist() == [True, False]

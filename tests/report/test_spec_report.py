@@ -142,7 +142,7 @@ def test_spec_report_traces_tables_and_run_table(sweep: Path, tmp_path: Path) ->
                 ],
                 "tables": [
                     {"kind": "final", "metrics": ["test_acc"]},
-                    {"kind": "time_to_target", "metric": "test_acc", "target": 0.5, "measures": ["round"]},
+                    {"kind": "time_to_target", "metric": "test_loss", "target": 0.5, "measures": ["round"]},
                 ],
             }
         )
@@ -171,11 +171,14 @@ def test_spec_report_traces_tables_and_run_table(sweep: Path, tmp_path: Path) ->
     centre = next(t for t in figs["panel-0"]["data"] if t["meta"] == {"group": "fedavg", "role": "center"})
     assert centre["x"] == list(range(9))
     assert centre["y"] == pytest.approx([0.1 + 0.08 * r + 0.01 for r in range(9)])
-    # Tables: final accuracy median [min, max] and rounds to 0.5.
+    # Tables: final accuracy median [min, max]; rounds to test_loss ≤ 0.5 (loss = 2 e^{-0.3 r} +
+    # 0.05 (seed + 1)): seed 0 at round 5, seeds 1 and 2 at round 6; fedprox stops at round 4.
     assert "0.75 [0.74, 0.76]" in text  # fedavg final test_acc over seeds 0, 1, 2
     target = text[text.index('id="flsim-table-1"') :]
     target = target[: target.index("</table>")]
-    assert re.search(r"<td>fedavg</td><td[^>]*>3</td><td>3/3</td><td[^>]*>5 \[5, 6\]</td>", target), target
+    assert re.search(r"<td>scaffold</td><td[^>]*>2</td><td>2/2</td><td[^>]*>5.5 \[5, 6\]</td>", target)
+    assert re.search(r"<td>fedprox</td><td[^>]*>1</td><td>0/1</td><td[^>]*>not reached</td>", target)
+    assert re.search(r"<td>fedavg</td><td[^>]*>3</td><td>3/3</td><td[^>]*>6 \[5, 6\]</td>", target), target
     runs = text[text.index('id="flsim-runs"') :]
     assert "<td>running</td>" in runs and "<td>fedprox-s0</td>" in runs
 
@@ -220,7 +223,7 @@ def test_default_report_run_table_has_differences_and_wall_time(
     text = write_report(results_root, tmp_path / "r.html").read_text(encoding="utf-8")
     table = text[text.index('id="flsim-runs"') : text.index("</table>", text.index('id="flsim-runs"'))]
     assert "<th>differs</th>" in table and "<th>wall_time_s</th>" in table
-    assert "<td>1.0</td>" in table  # summary timings.total_s
+    assert re.search(r'<td data-sort="1.0">1.0</td></tr>', table)  # summary timings.total_s
 
 
 @pytest.mark.slow
