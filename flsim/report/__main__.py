@@ -15,11 +15,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="+", help="run, scenario or results-root directories")
     parser.add_argument("-o", "--out", default="report.html", help="output HTML file (default: report.html)")
     parser.add_argument("--title", default=None, help="page title")
+    parser.add_argument("--spec", default=None, help="dashboard spec YAML, e.g. dashboards/centralized.yaml")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        out = write_report(args.paths, args.out, title=args.title)
-    except (FileNotFoundError, ValueError) as exc:
+        out = write_report(args.paths, args.out, title=args.title, spec=args.spec)
+    except (FileNotFoundError, ValueError) as exc:  # includes ConfigError(s) from a bad spec
         logging.getLogger("flsim.report").error("%s", exc)
         return 2
     logging.getLogger("flsim.report").info("report: %s", out)
