@@ -22,6 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/flsim run scenarios/quickstart.yaml --report results/quickstart/report.html
 
 test: $(STAMP)
+	sh scripts/install-system-deps.sh
 	$(PY) -m pytest -q -ra
 
 test-quick: $(STAMP)

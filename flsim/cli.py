@@ -168,7 +168,7 @@ def _plugins() -> list:
     import importlib
 
     found = []
-    for name in ("flsim.topology.cli",):
+    for name in ("flsim.topology.cli", "flsim.dashboard.cli"):
         try:
             found.append(importlib.import_module(name))
         except ModuleNotFoundError as exc:

@@ -6,8 +6,10 @@
 set -eu
 
 # fonts-liberation is only a Recommends of chromium; without a font the screenshots lose text.
-PACKAGES="chromium chromium-driver fonts-liberation"
+PACKAGES="chromium chromium-driver fonts-liberation docker-compose"
 missing=""
+# docker-compose (v1, Debian) validates docker/docker-compose.yml in tests/docker (no engine needed).
+command -v docker-compose >/dev/null 2>&1 || missing="$missing docker-compose"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
 if command -v dpkg-query >/dev/null 2>&1 && ! dpkg-query -W -f='${Status}' fonts-liberation 2>/dev/null \

@@ -1,18 +1,24 @@
 """The exact inter-event flow of DADAO, expm(M Δt), from a factorisation computed once (A3).
 
-M is defective (a Jordan block at eigenvalue 0 couples the x- and z-blocks through y), so a
-plain eigendecomposition of M is useless. Reorder the state as (y, ỹ | x, x̃, z, z̃):
+Reorder the state as (y, ỹ | x, x̃, z, z̃); M is then block upper-triangular:
 
     M = [[A, B],
          [0, C]]      A = [[-α, α], [-θ, 0]] (y-block),  C = diag(A_x, A_z) (x- and z-blocks).
 
-A has complex eigenvalues (α < 4θ always holds here) and C has real ones, so both are
-diagonalisable with disjoint spectra. With P solving the Sylvester equation A P − P C = −B,
+A has complex eigenvalues (α < 4θ always holds here) and C real ones, both diagonalisable
+with disjoint spectra. With P solving the Sylvester equation A P − P C = −B,
 
     expm(M t) = [[e^{At}, P e^{Ct} − e^{At} P],
-                 [0,      e^{Ct}            ]],
+                 [0,      e^{Ct}            ]].
 
-which costs a few 2×2 and 4×4 products per event: no ``expm`` from scratch.
+Writing e^{At} = Σ_k e^{a_k t} R_k and e^{Ct} = Σ_j e^{c_j t} Q_j (spectral projectors), the
+flow is a fixed linear combination of six constant 6×6 matrices,
+
+    expm(M t) = Re Σ_m e^{λ_m t} G_m,   λ = (a_1, a_2, c_1, …, c_4),
+
+so one event costs one ``exp`` of a 6-vector and one (12 × 36) product: no ``expm`` from
+scratch, no per-event block assembly or permutation (the G_m are stored in the final
+(x, x̃, y, ỹ, z, z̃) order).
 """
 
 from __future__ import annotations
@@ -76,27 +82,47 @@ class DadaoConstants:
 
 
 class DadaoFlow:
-    """expm(M t) for any t ≥ 0, from the block factorisation in the module docstring."""
+    """expm(M t) for any t ≥ 0 as Re Σ_m e^{λ_m t} G_m (module docstring).
+
+    ``rates`` (the λ_m, complex) and ``basis`` (real, (2·6) × 36: the real and negated
+    imaginary parts of the G_m, interleaved) are public so that a hand-written reference
+    loop (``benchmarks/event_throughput.py``) can do exactly the same arithmetic.
+    """
 
     def __init__(self, matrix: np.ndarray) -> None:
         reordered = matrix[np.ix_(_REORDER, _REORDER)]
         a, b, c = reordered[:2, :2], reordered[:2, 2:], reordered[2:, 2:]
         if np.any(reordered[2:, :2]):
             raise ValueError("the DADAO ODE matrix must be block upper-triangular in (y | x, z) order")
-        self._a_values, a_vectors = np.linalg.eig(a)
-        self._a_vectors, self._a_inverse = a_vectors, np.linalg.inv(a_vectors)
-        self._c_values, c_vectors = np.linalg.eig(c)
-        self._c_vectors, self._c_inverse = c_vectors.real, np.linalg.inv(c_vectors.real)
-        self._sylvester = solve_sylvester(a, -c, -b)
+        a_values, a_vectors = np.linalg.eig(a)
+        c_values, c_vectors = np.linalg.eig(c)
+        if np.abs(c_values.imag).max() > 0 or np.linalg.cond(c_vectors) > 1e8:
+            raise ValueError("the x- and z-blocks of M must have real eigenvalues and be diagonalisable")
+        c_vectors, c_values = c_vectors.real, c_values.real
+        a_inverse, c_inverse = np.linalg.inv(a_vectors), np.linalg.inv(c_vectors)
+        sylvester = solve_sylvester(a, -c, -b)
         inverse = np.empty(6, dtype=int)
         inverse[_REORDER] = np.arange(6)
-        self._restore = inverse
+        terms: list[np.ndarray] = []
+        for k in range(2):  # e^{a_k t} [[R_k, −R_k P], [0, 0]]
+            projector = np.outer(a_vectors[:, k], a_inverse[k])
+            term = np.zeros((6, 6), dtype=complex)
+            term[:2, :2] = projector
+            term[:2, 2:] = -projector @ sylvester
+            terms.append(term)
+        for j in range(4):  # e^{c_j t} [[0, P Q_j], [0, Q_j]]
+            projector = np.outer(c_vectors[:, j], c_inverse[j]).astype(complex)
+            term = np.zeros((6, 6), dtype=complex)
+            term[:2, 2:] = sylvester @ projector
+            term[2:, 2:] = projector
+            terms.append(term)
+        stacked = np.stack([term[inverse][:, inverse] for term in terms])  # final (x, x̃, …) order
+        self.rates = np.concatenate([a_values.astype(complex), c_values.astype(complex)])
+        # Re(e^{λt} G) = Re(e^{λt}) Re G − Im(e^{λt}) Im G: coefficients are the (re, im) pairs.
+        basis = np.empty((12, 36))
+        basis[0::2] = stacked.real.reshape(6, 36)
+        basis[1::2] = -stacked.imag.reshape(6, 36)
+        self.basis = basis
 
     def __call__(self, t: float) -> np.ndarray:
-        exp_a = ((self._a_vectors * np.exp(self._a_values * t)) @ self._a_inverse).real
-        exp_c = (self._c_vectors * np.exp(self._c_values.real * t)) @ self._c_inverse
-        out = np.zeros((6, 6))
-        out[:2, :2] = exp_a
-        out[:2, 2:] = self._sylvester @ exp_c - exp_a @ self._sylvester
-        out[2:, 2:] = exp_c
-        return out[self._restore][:, self._restore]
+        return (np.exp(self.rates * t).view(np.float64) @ self.basis).reshape(6, 6)
