@@ -160,7 +160,9 @@ def _execute(scenario: Scenario, writer: RunWriter, progress: str, resumed: bool
     base_summary = {
         "name": scenario.name,
         "run_id": writer.run_dir.name,
-        "algorithm": scenario.algorithm.get("name"),
+        "algorithm": scenario.algorithm.get("name")
+        if scenario.kind == "federated"
+        else scenario.study.get("name"),
         "seed": scenario.seed,
         "backend": scenario.backend.kind,
     }
@@ -168,9 +170,17 @@ def _execute(scenario: Scenario, writer: RunWriter, progress: str, resumed: bool
     backend = None
     try:
         configure_torch(scenario.backend.torch_threads)
-        task = build_task(scenario.task, scenario.seed)
+        task = build_task(scenario.task, scenario.seed) if scenario.kind == "federated" else None
         reporter = ProgressReporter(f"{scenario.name}:{base_summary['algorithm']}", progress)
-        if algorithm_mode(scenario) == "events":
+        if scenario.kind == "study":
+            from flsim.studies import load_builtin_studies
+
+            writer.truncate_metrics(-1)
+            outcome = load_builtin_studies()[scenario.study["name"]](scenario, writer)
+            base_summary["study"] = outcome
+            base_summary["pass"] = bool(outcome["pass"])
+            final = writer.read_metrics()[-1]
+        elif algorithm_mode(scenario) == "events":
             writer.truncate_metrics(-1)  # an event run restarts from t = 0 on resume
             final, base_summary["placement"] = run_events(scenario, task, writer, reporter)
         else:

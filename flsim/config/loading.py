@@ -92,6 +92,14 @@ def validate_scenario(raw: dict[str, Any]) -> Scenario:
             raise _errors_from_validation(exc, prefix="algorithm") from None
         # Checks that need the scenario as well (buffer_size <= task.num_clients, ...).
         REGISTRY[config.name].validate_against(config, scenario)
+    else:
+        from flsim.studies import load_builtin_studies
+
+        studies = load_builtin_studies()
+        if scenario.study.get("name") not in studies:
+            raise ConfigError(
+                "study.name", scenario.study.get("name"), f"unknown study; choose from {sorted(studies)}"
+            )
     return scenario
 
 
