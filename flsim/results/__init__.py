@@ -1,0 +1,1 @@
+"""flsim.results"""
