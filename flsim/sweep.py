@@ -150,25 +150,28 @@ def run_sweep(
     outcomes = [SweepOutcome(r.label, root / r.label, "completed") for r in runs if r not in todo]
     reporter = ProgressReporter(f"sweep {spec.name}", progress)
     reporter.start(len(runs), len(outcomes))
-    if backend == "ray":
-        results = _run_on_ray(todo, address, reporter, len(outcomes))
-    else:
-        results = []
-        for run_spec in todo:
-            results.append(_run_to_files(run_spec.scenario, "local"))
-            reporter.advance(len(outcomes) + len(results), {})
-    for run_spec, (status, files, error) in zip(todo, results, strict=True):
+
+    def finished(run_spec: SweepRun, result: tuple[str, dict[str, bytes], str | None]) -> None:
+        """Store a run's files as soon as it ends, so a crash later loses nothing."""
+        status, files, error = result
         _store(root / run_spec.label, files)
         if error:
             log.error("run %s failed: %s", run_spec.label, error)
         outcomes.append(SweepOutcome(run_spec.label, root / run_spec.label, status, error))
+        reporter.advance(len(outcomes), {})
+
+    if backend == "ray":
+        _run_on_ray(todo, address, finished)
+    else:
+        for run_spec in todo:
+            finished(run_spec, _run_to_files(run_spec.scenario, "local"))
     reporter.stop()
     order = {r.label: i for i, r in enumerate(runs)}
     return sorted(outcomes, key=lambda o: order[o.label])
 
 
-def _run_on_ray(todo: list[SweepRun], address: str | None, reporter: Any, done: int) -> list[Any]:
-    """One Ray task per run (each run uses the embedded backend inside its task)."""
+def _run_on_ray(todo: list[SweepRun], address: str | None, finished: Any) -> None:
+    """One Ray task per run (each uses the embedded backend inside its task), stored as each ends."""
     import ray
 
     from flsim.backends.ray_backend import init_ray, release_idle_workers
@@ -177,20 +180,15 @@ def _run_on_ray(todo: list[SweepRun], address: str | None, reporter: Any, done: 
     release_idle_workers()  # pooled actors would hold the CPUs the run tasks need
     try:
         remote = ray.remote(num_cpus=1, max_retries=1)(_run_to_files)
-        refs = [remote.remote(r.scenario, "local") for r in todo]
-        index = {ref: i for i, ref in enumerate(refs)}
-        results: list[Any] = [None] * len(refs)
+        refs = {remote.remote(r.scenario, "local"): r for r in todo}
         pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
-            ref = ready[0]
             try:
-                results[index[ref]] = ray.get(ref)
+                result = ray.get(ready[0])
             except Exception as exc:  # the task itself died (node lost): report, go on
-                results[index[ref]] = ("failed", {}, f"{type(exc).__name__}: {exc}")
-            done += 1
-            reporter.advance(done, {})
-        return results
+                result = ("failed", {}, f"{type(exc).__name__}: {exc}")
+            finished(refs[ready[0]], result)
     finally:
         if owns:
             ray.shutdown()

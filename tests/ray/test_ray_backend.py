@@ -72,3 +72,24 @@ def test_killed_actor_is_replaced_and_the_run_replays_to_identical_metrics(tmp_p
     assert metrics_without_wall_time(remote.run_dir) == metrics_without_wall_time(reference.run_dir)
     summary = json.loads((remote.run_dir / "summary.json").read_text())
     assert summary["status"] == "completed"
+
+
+def test_sweep_runs_as_parallel_ray_tasks_with_local_results(tmp_path):
+    import yaml
+
+    from flsim.sweep import run_sweep
+
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(tiny_linreg(rounds=3)))
+    sweep = {
+        "name": "mini",
+        "base": "base.yaml",
+        "seeds": [0, 1],
+        "variants": {"a": {}, "b": {"algorithm.lr": 0.2}},
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"sweep": sweep}))
+    remote = run_sweep(path, backend="ray", output_dir=tmp_path / "ray")
+    local = run_sweep(path, backend="local", output_dir=tmp_path / "local")
+    assert [o.status for o in remote] == ["completed"] * 2
+    for r, lo in zip(remote, local, strict=True):
+        assert metrics_without_wall_time(r.run_dir) == metrics_without_wall_time(lo.run_dir)
