@@ -83,7 +83,7 @@ def test_sweep_runs_as_parallel_ray_tasks_with_local_results(tmp_path):
     sweep = {
         "name": "mini",
         "base": "base.yaml",
-        "seeds": [0, 1],
+        "seeds": [0],
         "variants": {"a": {}, "b": {"algorithm.lr": 0.2}},
     }
     path = tmp_path / "sweep.yaml"
