@@ -87,7 +87,9 @@ class FedAMD(RoundAlgorithm):
     Cost accounting: a miner step is 2 oracle calls (both terms of M4, even at k = 0 where
     they coincide, as written). An anchor's large-batch gradient is 1 oracle call, like any
     full-batch gradient in this simulator; its virtual compute time is ⌈|B′|/b⌉ minibatch
-    steps (``ClientContext.work``).
+    steps (``ClientContext.work``). Each reply's ``extras["anchor_fraction"]`` is 1 for an
+    anchor and 0 for a miner, so metrics rows show the share of anchors among the round's
+    participants.
     """
 
     name = "fedamd"
