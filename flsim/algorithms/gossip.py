@@ -53,6 +53,10 @@ class GossipAlgorithm(ABC):
             raise ConfigError(
                 "topology", None, f"algorithm {cls.name!r} is decentralized and needs a topology"
             )
+        compression = scenario.compression
+        if compression.error_feedback != "none" or compression.downlink is not None:
+            reason = "gossip compresses each sent vector (compression.uplink), without error feedback"
+            raise ConfigError("compression", compression.model_dump(), reason)
 
     @classmethod
     def example_scenario(cls, base: dict[str, Any]) -> dict[str, Any]:

@@ -76,8 +76,8 @@ class LocalNodeBackend:
     ) -> tuple[dict[int, Tensor], list[NodeWork]]:
         return self._require_host().local(self.nodes(), round_index, inputs)
 
-    def mix(self, rows: Rows, vectors: dict[int, Tensor]) -> dict[int, Tensor]:
-        return NodeHost.mix(rows, vectors)
+    def mix(self, rows: Rows, vectors: dict[int, Tensor], stream: int) -> dict[int, Tensor]:
+        return self._require_host().mix(rows, stream, vectors)
 
     def finish(self, mixed: dict[int, Tensor], round_index: int) -> None:
         self._require_host().finish(mixed, round_index)

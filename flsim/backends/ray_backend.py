@@ -77,10 +77,10 @@ class _Worker:
                 merged.update(part)
         return self.host.local(self.nodes, round_index, merged)
 
-    def mix(self, rows: dict[int, list[tuple[int, float]]], *vector_sets: dict[int, Any]) -> dict[int, Any]:
-        from flsim.engine.node_host import NodeHost
-
-        return NodeHost.mix(rows, *vector_sets)
+    def mix(
+        self, rows: dict[int, list[tuple[int, float]]], stream: int, *vector_sets: dict[int, Any]
+    ) -> dict[int, Any]:
+        return self.host.mix(rows, stream, *vector_sets)
 
     def finish(self, mixed: dict[int, Any], round_index: int) -> None:
         self.host.finish(mixed, round_index)
@@ -315,9 +315,9 @@ class RayNodeBackend(_RayPool):
         work = [item for batch in self._get([work_ref for _, work_ref in pairs]) for item in batch]
         return [vector_ref for vector_ref, _ in pairs], sorted(work, key=lambda w: w.node)
 
-    def mix(self, rows: dict[int, list[tuple[int, float]]], vectors: list[Any]) -> list[Any]:
+    def mix(self, rows: dict[int, list[tuple[int, float]]], vectors: list[Any], stream: int) -> list[Any]:
         return [
-            actor.mix.remote({node: rows[node] for node in owned if node in rows}, *vectors)
+            actor.mix.remote({node: rows[node] for node in owned if node in rows}, stream, *vectors)
             for actor, owned in zip(self.actors, self.assignment, strict=True)
         ]
 

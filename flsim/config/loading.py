@@ -92,6 +92,10 @@ def validate_scenario(raw: dict[str, Any]) -> Scenario:
             raise _errors_from_validation(exc, prefix="algorithm") from None
         # Checks that need the scenario as well (buffer_size <= task.num_clients, ...).
         REGISTRY[config.name].validate_against(config, scenario)
+        mode = getattr(REGISTRY[config.name], "mode", "sync")
+        if scenario.compression.downlink is not None and mode != "sync":
+            reason = f"a compressed downlink is supported by the synchronous driver only, not {mode!r}"
+            raise ConfigError("compression.downlink", scenario.compression.downlink.kind, reason)
     else:
         from flsim.studies import load_builtin_studies
 

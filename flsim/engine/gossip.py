@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from flsim.algorithms.gossip import GossipAlgorithm
+from flsim.compression.config import build_compressor
 from flsim.config.schema import Scenario
 from flsim.engine.host import build_algorithm
 from flsim.engine.node_host import Rows
@@ -65,13 +66,19 @@ class GossipSimulation:
         self.schedule = build_schedule(scenario.topology, task.num_clients, scenario.seed)
         self.system = SystemModel(scenario.system, scenario.seed, task.num_clients)
         self.counters = Counters()
-        self.value_bytes = torch.empty(0, dtype=task.dtype).element_size() * task.dim
+        uplink = scenario.compression.uplink
+        dense = torch.empty(0, dtype=task.dtype).element_size() * task.dim
+        # One gossip message: the compressed size when compression.uplink is set (exact, E).
+        self.value_bytes = (
+            dense if uplink is None else build_compressor(uplink).message_nbytes(task.dim, task.dtype)
+        )
 
     # -- one round ------------------------------------------------------------------------
-    def _gossip(self, vectors: Any, weights: np.ndarray) -> Any:
+    def _gossip(self, vectors: Any, weights: np.ndarray, round_index: int) -> Any:
         rows = mixing_rows(weights)
-        for _ in range(self.algorithm.config.gossip_steps):
-            vectors = self.backend.mix(rows, vectors)
+        q = self.algorithm.config.gossip_steps
+        for step in range(q):
+            vectors = self.backend.mix(rows, vectors, round_index * q + step)
         return vectors
 
     def _account(self, work: list[Any], weights: np.ndarray, round_index: int) -> None:
@@ -90,12 +97,12 @@ class GossipSimulation:
     def run_round(self, round_index: int) -> None:
         weights = self.schedule.weights(round_index)
         if self.algorithm.config.order == "gossip_first":
-            mixed = self._gossip(self.backend.current(), weights)
+            mixed = self._gossip(self.backend.current(), weights, round_index)
             sent, work = self.backend.local(round_index, mixed)
             self.backend.finish(sent, round_index)
         else:
             sent, work = self.backend.local(round_index, None)
-            self.backend.finish(self._gossip(sent, weights), round_index)
+            self.backend.finish(self._gossip(sent, weights, round_index), round_index)
         self._account(work, weights, round_index)
         self.counters.round = round_index + 1
 

@@ -9,6 +9,7 @@ is bit-identical wherever it runs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +17,7 @@ from torch import Tensor
 
 from flsim.algorithms.client import ClientContext
 from flsim.algorithms.gossip import GossipAlgorithm
+from flsim.compression.config import build_compressor
 from flsim.config.schema import Scenario
 from flsim.engine.host import build_algorithm, configure_torch, initial_model
 from flsim.engine.rng import torch_rng
@@ -23,6 +25,20 @@ from flsim.tasks import build_task
 from flsim.tasks.base import Task
 
 Rows = dict[int, list[tuple[int, float]]]
+
+
+def mix_vectors(
+    rows: Rows, vectors: dict[int, Tensor], sent: Callable[[int], Tensor] | None = None
+) -> dict[int, Tensor]:
+    """z_i ← W_ii z_i + Σ_{j≠i} W_ij m_j with m_j = sent(j) (z_j by default), in node-id order."""
+    out: dict[int, Tensor] = {}
+    for node, row in rows.items():
+        total = torch.zeros_like(vectors[node])
+        for neighbour, weight in row:
+            message = vectors[neighbour] if sent is None or neighbour == node else sent(neighbour)
+            total.add_(message, alpha=weight)
+        out[node] = total
+    return out
 
 
 @dataclass
@@ -43,6 +59,8 @@ class NodeHost:
         assert isinstance(algorithm, GossipAlgorithm)
         self.algorithm = algorithm
         self.x0 = initial_model(scenario, self.task)
+        uplink = scenario.compression.uplink
+        self.gossip_compressor = None if uplink is None else build_compressor(uplink)
         self.states: dict[int, dict[str, Tensor]] = {}
 
     def _state(self, node: int) -> dict[str, Tensor]:
@@ -82,19 +100,28 @@ class NodeHost:
             work.append(NodeWork(node, ctx.grad_evals, ctx.steps))
         return out, work
 
-    @staticmethod
-    def mix(rows: Rows, *vector_sets: dict[int, Tensor]) -> dict[int, Tensor]:
-        """z_i ← Σ_j W_ij z_j for the rows given, neighbours summed in node-id order."""
+    def mix(self, rows: Rows, stream: int, *vector_sets: dict[int, Tensor]) -> dict[int, Tensor]:
+        """One gossip step for this host's receiving nodes (``stream`` keys the compression draws).
+
+        With ``compression.uplink`` set, what node j sends is C(z_j), drawn from the stream
+        ``("compression.gossip", j, stream)``: every receiver reconstructs the same message, as
+        if j had broadcast it once. A node always uses its own z_i exactly.
+        """
         vectors: dict[int, Tensor] = {}
         for part in vector_sets:
             vectors.update(part)
-        out: dict[int, Tensor] = {}
-        for node, row in rows.items():
-            total = torch.zeros_like(vectors[node])
-            for neighbour, weight in row:
-                total.add_(vectors[neighbour], alpha=weight)
-            out[node] = total
-        return out
+        if self.gossip_compressor is None:
+            return mix_vectors(rows, vectors)
+        seed, compressor = self.scenario.seed, self.gossip_compressor
+        cache: dict[int, Tensor] = {}
+
+        def sent(node: int) -> Tensor:
+            if node not in cache:
+                generator = torch_rng(seed, "compression.gossip", node, stream)
+                cache[node] = compressor.compress(vectors[node], generator).value
+            return cache[node]
+
+        return mix_vectors(rows, vectors, sent)
 
     def finish(self, mixed: dict[int, Tensor], round_index: int) -> None:
         """x_i from the gossiped vector (``after_mix``: D-PSGD applies its pending step here)."""

@@ -16,8 +16,10 @@ from typing import Any
 from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors
 from flsim.backends.base import Backend, WorkerLost
 from flsim.config.schema import Scenario
+from flsim.engine.channels import DownlinkChannel
 from flsim.engine.events import EventQueue
 from flsim.engine.host import build_algorithm, initial_model
+from flsim.engine.rng import torch_rng
 from flsim.engine.sampling import sample_clients
 from flsim.engine.system import SystemModel
 from flsim.progress import ProgressReporter
@@ -75,6 +77,7 @@ class RoundSimulation:
         self.counters = Counters()
         #: Whether the algorithm's initial phase (see :meth:`initialize`) has run.
         self.initialized = False
+        self.downlink = DownlinkChannel(scenario.compression)
 
     # -- one round ------------------------------------------------------------------------
     def _participants(self, round_index: int) -> list[int]:
@@ -103,9 +106,17 @@ class RoundSimulation:
         self.counters.events += 2 * len(arrived)  # one download and one upload message each
         return sorted(arrived, key=lambda r: r.client)
 
-    def _exchange(self, message: Tensors, clients: list[int], round_index: int) -> list[Reply]:
-        """Send ``message`` to ``clients``, run them, deliver and account for their replies."""
-        bytes_down = {client: self.algorithm.bytes_down(message, client) for client in clients}
+    def _exchange(
+        self, message: Tensors, clients: list[int], round_index: int, copy_bytes: int | None = None
+    ) -> list[Reply]:
+        """Send ``message`` to ``clients``, run them, deliver and account for their replies.
+
+        ``copy_bytes`` overrides the algorithm's size of one copy (a compressed downlink).
+        """
+        bytes_down = {
+            client: self.algorithm.bytes_down(message, client) if copy_bytes is None else copy_bytes
+            for client in clients
+        }
         replies = self.backend.run_clients(message, clients, round_index)
         replies = self._deliver(replies, bytes_down, round_index)
         self.counters.bytes_down += sum(bytes_down.values())
@@ -132,7 +143,11 @@ class RoundSimulation:
         self.initialize()
         clients = self._participants(round_index)
         message = self.algorithm.broadcast(self.server, round_index)
-        replies = self._exchange(message, clients, round_index)
+        copy_bytes = None
+        if self.downlink.channel is not None:
+            generator = torch_rng(self.scenario.seed, "compression.downlink", 0, round_index)
+            message, copy_bytes = self.downlink.send(message, generator)
+        replies = self._exchange(message, clients, round_index, copy_bytes)
         self.server = self.algorithm.aggregate(self.server, replies, round_index)
         self.counters.round = round_index + 1
         return replies
@@ -156,6 +171,7 @@ class RoundSimulation:
             "server": self.server,
             "clients": self.backend.get_states(),
             "initialized": self.initialized,
+            "downlink": dict(self.downlink.public),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -163,6 +179,7 @@ class RoundSimulation:
         self.server = state["server"]
         self.backend.put_states(state["clients"])
         self.initialized = state.get("initialized", True)
+        self.downlink.public = dict(state.get("downlink", {}))
 
     def run(self) -> dict[str, Any]:
         """Run (or continue) to ``scenario.rounds``; returns the last metrics row.
