@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     from flsim.tasks import build_task
 
     torch.set_num_threads(1)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         local, local_startup = rounds_per_second({"kind": "local"}, args.rounds)
         remote, ray_startup = rounds_per_second({"kind": "ray", "num_actors": 2}, args.rounds)

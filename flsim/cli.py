@@ -107,6 +107,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from flsim.api import replay_run
+
+    print(replay_run(args.source, args.run_dir).run_dir)
+    return EXIT_OK
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from flsim.report import NoRunsError, write_report
 
@@ -150,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--output-dir", help="results root (default: the base scenario's output.dir)")
     sweep.add_argument("--progress", choices=["auto", "bar", "lines", "off"], default="auto")
     sweep.set_defaults(func=_cmd_sweep)
+
+    replay = sub.add_parser("replay", help="replay a wall-clock run's event log deterministically")
+    replay.add_argument("source", help="run directory of a time: wall run (holds events.jsonl)")
+    replay.add_argument("--run-dir", required=True, help="where to write the replayed run")
+    replay.set_defaults(func=_cmd_replay)
 
     report = sub.add_parser("report", help="self-contained HTML report comparing runs")
     report.add_argument("runs", nargs="+", help="run directories or folders containing runs")

@@ -137,7 +137,8 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=num_cpus, **kwargs)
+        # "local": always a fresh instance, never a cluster some other process started here.
+        ray.init(address="local", num_cpus=num_cpus, **kwargs)
     return True
 
 

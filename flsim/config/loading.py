@@ -93,6 +93,10 @@ def validate_scenario(raw: dict[str, Any]) -> Scenario:
         # Checks that need the scenario as well (buffer_size <= task.num_clients, ...).
         REGISTRY[config.name].validate_against(config, scenario)
         mode = getattr(REGISTRY[config.name], "mode", "sync")
+        if scenario.time == "wall" and mode != "events":
+            raise ConfigError(
+                "time", "wall", f"wall-clock mode runs event-driven algorithms, not {mode!r} ones"
+            )
         if scenario.compression.downlink is not None and mode != "sync":
             reason = f"a compressed downlink is supported by the synchronous driver only, not {mode!r}"
             raise ConfigError("compression.downlink", scenario.compression.downlink.kind, reason)

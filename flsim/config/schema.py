@@ -118,6 +118,13 @@ class BudgetConfig(Strict):
     communications: PositiveInt | None = None
 
 
+class WallConfig(Strict):
+    """``time: wall``: how fast virtual time runs in real seconds, and a common start delay."""
+
+    seconds_per_unit: float = Field(0.05, gt=0)
+    start_delay_s: float = Field(2.0, ge=0, description="Lets every actor start its clocks at once.")
+
+
 class OutputConfig(Strict):
     dir: str = "results"
 
@@ -146,6 +153,8 @@ class Scenario(Strict):
     compression: CompressionConfig = Field(default_factory=CompressionConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     topology: TopologyConfig | None = None
+    time: Literal["virtual", "wall"] = "virtual"
+    wall: WallConfig = Field(default_factory=WallConfig)
     study: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -156,6 +165,15 @@ class Scenario(Strict):
             raise ValueError(
                 f"clients_per_round={self.clients_per_round} exceeds task.num_clients={self.task.num_clients}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _wall_clock_needs_ray(self) -> Scenario:
+        if self.time == "wall":
+            if self.backend.kind != "ray":
+                raise ValueError("time: wall runs on Ray only (set backend.kind: ray)")
+            if self.budget.time is None:
+                raise ValueError("time: wall needs budget.time (virtual time units to run)")
         return self
 
     def expected_participants(self) -> int:

@@ -1,0 +1,202 @@
+"""Wall-clock asynchronous mode (``time: wall``, Ray only): real system effects, then a replay.
+
+Every actor owns a set of nodes and runs their Poisson clocks in scaled real time
+(``wall.seconds_per_unit`` seconds per unit of virtual time): a gradient event fires on its
+node's clock, a communication event on the clock of an edge owned by the actor of its
+lower-id end. An edge whose other end lives on another actor is a real asynchronous message:
+the initiator locks its node, sends the node's state, and the other actor applies the event
+under its own node lock and returns the initiator's new state. Nothing orders these events
+but the machines: the run is **not deterministic**.
+
+What it records is the realised event log (``events.jsonl``): every event with the virtual
+time at which it was applied. Per-node locks make each node's events happen in time order,
+and an event touches only its own nodes, so applying the log in time order on the
+virtual-time engine reproduces the wall run exactly; that replay is what writes
+``metrics.jsonl`` (``flsim replay RUN_DIR`` does it again, deterministically).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from flsim.config.schema import Scenario
+
+
+def node_state(algorithm: Any, node: int) -> dict[str, np.ndarray]:
+    """Copies of one node's rows of every per-node state array of an event algorithm."""
+    n = algorithm.num_nodes
+    out = {}
+    for name in algorithm.state_fields:
+        array = getattr(algorithm, name)
+        if isinstance(array, np.ndarray) and array.ndim and array.shape[0] == n:
+            out[name] = np.array(array[node], copy=True)
+    return out
+
+
+def set_node_state(algorithm: Any, node: int, state: dict[str, np.ndarray]) -> None:
+    for name, value in state.items():
+        getattr(algorithm, name)[node] = value
+
+
+class _WallWorker:
+    """An asyncio actor: its nodes' and edges' clocks, and the far end of remote edges."""
+
+    def __init__(self, scenario_data: dict[str, Any], index: int, pool_size: int) -> None:
+        from flsim.engine.event_driver import EventSimulation, RowCollector
+        from flsim.engine.host import configure_torch
+        from flsim.progress import ProgressReporter
+        from flsim.tasks import build_task
+
+        scenario = Scenario.model_validate(scenario_data)
+        configure_torch(scenario.backend.torch_threads)
+        task = build_task(scenario.task, scenario.seed)
+        simulation = EventSimulation(scenario, task, RowCollector(), ProgressReporter("wall", "off"))  # type: ignore[arg-type]
+        self.algorithm = simulation.algorithm
+        self.edges = simulation.edges
+        self.edge_rates = simulation.edge_rates
+        self.compute_rate = simulation.compute_rate
+        self.scenario = scenario
+        self.index = index
+        self.pool_size = pool_size
+        self.nodes = [node for node in range(task.num_clients) if node % pool_size == index]
+        self.locks: dict[int, asyncio.Lock] = {}
+        self.log: list[tuple[float, str, int, int]] = []
+
+    async def ready(self) -> int:
+        return os.getpid()
+
+    def _lock(self, node: int) -> asyncio.Lock:
+        if node not in self.locks:
+            self.locks[node] = asyncio.Lock()
+        return self.locks[node]
+
+    def _now(self) -> float:
+        return (time.time() - self.start) / self.scale
+
+    async def _node_clock(self, node: int, horizon: float) -> None:
+        rng = np.random.default_rng([self.scenario.seed, 1, node])  # timing only; runs are not replayable
+        while True:
+            await asyncio.sleep(rng.exponential(1.0 / self.compute_rate) * self.scale)
+            async with self._lock(node):
+                t = self._now()
+                if t >= horizon:
+                    return
+                self.algorithm.on_compute(node, t)
+                self.log.append((t, "gradient", node, -1))
+
+    async def _edge_clock(self, edge: int, horizon: float) -> None:
+        i, j = self.edges[edge]
+        rng = np.random.default_rng([self.scenario.seed, 2, edge])
+        while True:
+            await asyncio.sleep(rng.exponential(1.0 / self.edge_rates[edge]) * self.scale)
+            async with self._lock(i):
+                if self._now() >= horizon:
+                    return
+                owner = self.peers[j % self.pool_size]
+                if j % self.pool_size == self.index:
+                    async with self._lock(j):
+                        t = self._now()
+                        self.algorithm.on_edge(i, j, t)
+                else:
+                    new_state, t = await owner.remote_edge.remote(i, j, node_state(self.algorithm, i))
+                    set_node_state(self.algorithm, i, new_state)
+                self.log.append((t, "communication", i, j))
+
+    async def remote_edge(
+        self, i: int, j: int, state_i: dict[str, np.ndarray]
+    ) -> tuple[dict[str, Any], float]:
+        """The far end of edge (i, j): apply the event on a copy of i and on our own j."""
+        async with self._lock(j):
+            t = self._now()
+            set_node_state(self.algorithm, i, state_i)
+            self.algorithm.on_edge(i, j, t)
+            return node_state(self.algorithm, i), t
+
+    async def run(self, peers: list[Any], start: float, scale: float, horizon: float) -> dict[str, Any]:
+        self.peers, self.start, self.scale = peers, start, scale
+        await asyncio.sleep(max(0.0, start - time.time()))
+        owned_edges = [e for e, (i, _) in enumerate(self.edges) if i % self.pool_size == self.index]
+        tasks = [self._node_clock(node, horizon) for node in self.nodes]
+        tasks += [self._edge_clock(edge, horizon) for edge in owned_edges]
+        await asyncio.gather(*tasks)
+        return {
+            "log": self.log,
+            "states": {node: node_state(self.algorithm, node) for node in self.nodes},
+            "pid": os.getpid(),
+        }
+
+
+def run_wall(
+    scenario: Scenario, run_dir: Any
+) -> tuple[list[tuple[float, str, int, int]], dict[int, Any], list[Any]]:
+    """Run the wall-clock mode on Ray; returns (event log in time order, node states, placements)."""
+    import ray
+
+    from flsim.backends.ray_backend import init_ray, release_idle_workers
+
+    owns = init_ray(scenario.backend.address)
+    release_idle_workers()
+    try:
+        size = max(1, min(scenario.backend.num_actors or 2, scenario.task.num_clients))
+        actor_class = ray.remote(num_cpus=scenario.backend.cpus_per_actor, max_restarts=0)(_WallWorker)
+        data = scenario.model_dump(mode="json")
+        actors = [actor_class.remote(data, index, size) for index in range(size)]
+        ray.get([actor.ready.remote() for actor in actors], timeout=scenario.backend.timeout_s)
+        horizon = float(scenario.budget.time or 0.0)
+        scale = scenario.wall.seconds_per_unit
+        start = time.time() + scenario.wall.start_delay_s
+        refs = [actor.run.remote(actors, start, scale, horizon) for actor in actors]
+        results = ray.get(refs, timeout=scenario.backend.timeout_s + horizon * scale)
+        for actor in actors:
+            ray.kill(actor)
+    finally:
+        if owns:
+            ray.shutdown()
+    log = sorted((event for result in results for event in result["log"]), key=lambda e: e[0])
+    states = {node: state for result in results for node, state in result["states"].items()}
+    with open(f"{run_dir}/events.jsonl", "w") as handle:
+        for t, kind, i, j in log:
+            handle.write(json.dumps({"t": t, "kind": kind, "i": i, "j": j}) + "\n")
+    return log, states, [{"pid": result["pid"]} for result in results]
+
+
+def replay(scenario: Scenario, task: Any, writer: Any, log: list[tuple[float, str, int, int]]) -> Any:
+    """Apply a realised event log in time order on the virtual-time engine (deterministic).
+
+    Metrics rows are written on the ``eval.every_time`` grid, as in a virtual-time run.
+    Returns the simulation, whose algorithm holds the final state.
+    """
+    from flsim.engine.event_driver import EventSimulation
+    from flsim.progress import ProgressReporter
+
+    simulation = EventSimulation(scenario, task, writer, ProgressReporter("replay", "off"))
+    algorithm, counters = simulation.algorithm, simulation.counters
+    every = simulation.every_time
+    writer.append_metrics(simulation.metrics_row(0.0))
+    next_eval = every
+    for t, kind, i, j in log:
+        while next_eval <= t:
+            counters.round += 1
+            writer.append_metrics(simulation.metrics_row(next_eval))
+            next_eval += every
+        counters.virtual_time = t
+        if kind == "gradient":
+            algorithm.on_compute(i, t)
+            counters.grad_evals += 1
+        else:
+            algorithm.on_edge(i, j, t)
+            counters.communications += 1
+            counters.bytes_up += 2 * simulation.message_bytes
+            counters.bytes_down += 2 * simulation.message_bytes
+        counters.events += 1
+    end = float(scenario.budget.time or (log[-1][0] if log else 0.0))
+    counters.round += 1
+    counters.virtual_time = end
+    writer.append_metrics(simulation.metrics_row(end))
+    return simulation
