@@ -1,191 +1,619 @@
-"""Graph builders and loaders (networkx), nodes always relabelled 0..n−1.
+"""Communication graphs: named builders, file loaders and validation.
 
-Random graphs take a seed derived from the scenario seed, so a topology is reproducible.
-Every graph is validated before use: connected, no self-loops, the expected node count.
+Every graph that leaves this module is a simple undirected :class:`networkx.Graph` whose nodes
+are the integers ``0..n-1`` (node ``i`` is client ``i``), with no self-loops, and connected.
+Those three facts are what the mixing matrices (ALGORITHMS.md (G1)-(G5)) and the DADAO graph
+quantities (A1) assume, so they are checked once here instead of in every consumer.
+
+Random builders never touch global RNG state: attempt ``a`` of a draw for round ``r`` uses
+``numpy_rng(seed, "topology.<kind>", node=r, counter=a)`` (the ``node`` slot carries the round,
+since a topology draw belongs to no single node). Retrying a disconnected draw therefore uses a
+*derived* seed, and the graph of round ``r`` does not depend on which rounds were drawn before.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.etree.ElementTree import ParseError as XmlParseError
 
 import networkx as nx
+import numpy as np
+import scipy.sparse as sp
 import yaml
 
 from flsim.config.errors import ConfigError
+from flsim.engine.rng import numpy_rng
 
-MAX_RETRIES = 100
+logger = logging.getLogger(__name__)
 
+#: Where the named topology files shipped with the repository live.
+TOPOLOGIES_DIR = Path(__file__).resolve().parents[2] / "topologies"
 
-def _ring(n: int) -> nx.Graph:
-    return nx.cycle_graph(n)
+#: How many derived seeds a random builder tries before declaring its parameters hopeless.
+DEFAULT_MAX_TRIES = 100
 
-
-def _path(n: int) -> nx.Graph:
-    return nx.path_graph(n)
-
-
-def _star(n: int) -> nx.Graph:
-    return nx.star_graph(n - 1)
-
-
-def _complete(n: int) -> nx.Graph:
-    return nx.complete_graph(n)
+EDGE_LIST_SUFFIXES = (".edgelist", ".edges", ".txt", ".csv", ".tsv")
+GRAPHML_SUFFIXES = (".graphml", ".xml")
+JSON_SUFFIXES = (".json",)
+YAML_SUFFIXES = (".yaml", ".yml")
 
 
-def _grid(rows: int, cols: int) -> nx.Graph:
-    return nx.grid_2d_graph(rows, cols)
+class ParamError(Exception):
+    """A builder parameter is bad; :func:`build_graph` turns it into a keyed ``ConfigError``."""
+
+    def __init__(self, param: str, value: Any, reason: str) -> None:
+        super().__init__(f"{param}: {reason}")
+        self.param = param
+        self.value = value
+        self.reason = reason
 
 
-def _torus(rows: int, cols: int) -> nx.Graph:
-    return nx.grid_2d_graph(rows, cols, periodic=True)
+DrawFactory = Callable[[int], np.random.Generator]
+"""``draw(attempt)`` returns the generator for one attempt of a random builder."""
 
 
-def _exponential(n: int) -> nx.Graph:
-    """Node i linked to i ± 2^k (mod n) for every 2^k < n: diameter O(log n)."""
-    graph = nx.empty_graph(n)
-    step = 1
-    while step < n:
-        graph.add_edges_from((i, (i + step) % n) for i in range(n) if (i + step) % n != i)
-        step *= 2
-    return graph
+@dataclass(frozen=True)
+class BuilderSpec:
+    """A registered graph family.
+
+    ``size_params`` are the parameters that fix the node count (named in node-count errors);
+    ``default_n`` says whether ``n`` may be omitted and filled in from ``task.num_clients``.
+    """
+
+    name: str
+    func: Callable[..., nx.Graph]
+    size_params: tuple[str, ...]
+    random: bool
+    default_n: bool
+    doc: str
 
 
-def _barbell(n: int) -> nx.Graph:
-    """Two cliques of ⌊n/2⌋ and ⌈n/2⌉ nodes joined by one bridge edge."""
-    half = n // 2
-    graph = nx.disjoint_union(nx.complete_graph(half), nx.complete_graph(n - half))
-    graph.add_edge(half - 1, half)
-    return graph
+BUILDERS: dict[str, BuilderSpec] = {}
 
 
-def _lollipop(n: int, clique: int | None = None) -> nx.Graph:
-    size = clique or max(3, n // 2)
-    return nx.lollipop_graph(size, n - size)
+def register_builder(
+    name: str, *, size_params: tuple[str, ...] = ("n",), random: bool = False
+) -> Callable[[Callable[..., nx.Graph]], Callable[..., nx.Graph]]:
+    """Register a graph family under ``name`` (random ones receive a ``draw`` factory)."""
+
+    def decorator(func: Callable[..., nx.Graph]) -> Callable[..., nx.Graph]:
+        doc = inspect.getdoc(func) or ""
+        BUILDERS[name] = BuilderSpec(
+            name=name,
+            func=func,
+            size_params=size_params,
+            random=random,
+            default_n=size_params == ("n",),
+            doc=doc.splitlines()[0] if doc else "",
+        )
+        return func
+
+    return decorator
 
 
-def _connected(make: Callable[[int], nx.Graph], seed: int, what: str) -> nx.Graph:
-    for attempt in range(MAX_RETRIES):
-        graph = make(seed * 1000 + attempt)
-        if graph.number_of_nodes() and nx.is_connected(graph):
+# --------------------------------------------------------------------------- parameter checks
+
+
+def _int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise ParamError(name, value, "must be an integer")
+    if value < minimum:
+        raise ParamError(name, value, f"must be >= {minimum}")
+    return int(value)
+
+
+def _prob(name: str, value: Any, *, open_low: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise ParamError(name, value, "must be a number in [0, 1]")
+    value = float(value)
+    if not (0.0 < value <= 1.0 if open_low else 0.0 <= value <= 1.0):
+        raise ParamError(name, value, "must be in (0, 1]" if open_low else "must be in [0, 1]")
+    return value
+
+
+def _positive(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise ParamError(name, value, "must be a positive number")
+    if not value > 0 or not math.isfinite(value):
+        raise ParamError(name, value, "must be a positive finite number")
+    return float(value)
+
+
+def _python_seed(rng: np.random.Generator) -> int:
+    """An int seed for networkx routines, taken from our own derived generator."""
+    return int(rng.integers(0, 2**31 - 1))
+
+
+def _until_connected(
+    draw: DrawFactory, make: Callable[[np.random.Generator], nx.Graph], max_tries: int, blame: str, hint: str
+) -> nx.Graph:
+    """Redraw with derived seeds until connected; a bounded loop so hopeless params fail fast."""
+    for attempt in range(max_tries):
+        graph = make(draw(attempt))
+        if graph.number_of_nodes() > 0 and nx.is_connected(graph):
+            if attempt:
+                logger.debug("random graph connected after %d redraws", attempt)
             return graph
-    raise ConfigError(
-        "topology.params", what, f"no connected sample in {MAX_RETRIES} tries; raise the density"
+    raise ParamError(blame, None, f"no connected graph in {max_tries} draws; {hint}")
+
+
+# --------------------------------------------------------------------------- deterministic builders
+
+
+@register_builder("ring")
+def ring(n: int) -> nx.Graph:
+    """Cycle C_n: node i talks to i-1 and i+1 (mod n)."""
+    return nx.cycle_graph(_int("n", n, 3))
+
+
+@register_builder("path")
+def path(n: int) -> nx.Graph:
+    """Path P_n: the line 0 - 1 - ... - n-1."""
+    return nx.path_graph(_int("n", n, 2))
+
+
+@register_builder("star")
+def star(n: int) -> nx.Graph:
+    """Star on n nodes with hub 0."""
+    return nx.star_graph(_int("n", n, 2) - 1)
+
+
+@register_builder("complete")
+def complete(n: int) -> nx.Graph:
+    """Complete graph K_n."""
+    return nx.complete_graph(_int("n", n, 2))
+
+
+def _grid(rows: int, cols: int, periodic: bool) -> nx.Graph:
+    graph = nx.grid_2d_graph(rows, cols, periodic=periodic)
+    # Row-major labels, so node r*cols + c sits at row r, column c (what a plot expects).
+    return nx.relabel_nodes(graph, {(r, c): r * cols + c for r, c in graph.nodes})
+
+
+@register_builder("grid", size_params=("rows", "cols"))
+def grid(rows: int, cols: int) -> nx.Graph:
+    """rows x cols lattice without wrap-around; node r*cols + c."""
+    return _grid(_int("rows", rows, 1), _int("cols", cols, 1), periodic=False)
+
+
+@register_builder("torus", size_params=("rows", "cols"))
+def torus(rows: int, cols: int) -> nx.Graph:
+    """rows x cols lattice with wrap-around (4-regular; both sides >= 3 so no edge doubles)."""
+    return _grid(_int("rows", rows, 3), _int("cols", cols, 3), periodic=True)
+
+
+@register_builder("exponential")
+def exponential(n: int) -> nx.Graph:
+    """Undirected exponential graph: node i linked to i +- 2^k (mod n) for 2^k < n."""
+    n = _int("n", n, 2)
+    graph = nx.empty_graph(n)
+    hop = 1
+    while hop < n:
+        graph.add_edges_from((i, (i + hop) % n) for i in range(n) if (i + hop) % n != i)
+        hop *= 2
+    return graph
+
+
+@register_builder("barbell", size_params=("m1", "m2"))
+def barbell(m1: int, m2: int = 0) -> nx.Graph:
+    """Two K_m1 cliques joined by a path of m2 extra nodes (n = 2*m1 + m2)."""
+    return nx.barbell_graph(_int("m1", m1, 2), _int("m2", m2, 0))
+
+
+@register_builder("lollipop", size_params=("m", "k"))
+def lollipop(m: int, k: int = 1) -> nx.Graph:
+    """K_m with a path of k extra nodes hanging off it (n = m + k): a bottleneck graph."""
+    return nx.lollipop_graph(_int("m", m, 2), _int("k", k, 1))
+
+
+# --------------------------------------------------------------------------- random builders
+
+
+@register_builder("erdos_renyi", random=True)
+def erdos_renyi(n: int, p: float, *, draw: DrawFactory, max_tries: int = DEFAULT_MAX_TRIES) -> nx.Graph:
+    """G(n, p), redrawn with derived seeds until connected."""
+    n, p = _int("n", n, 2), _prob("p", p)
+    max_tries = _int("max_tries", max_tries, 1)
+    rows, cols = np.triu_indices(n, k=1)
+
+    def make(rng: np.random.Generator) -> nx.Graph:
+        keep = rng.random(rows.size) < p
+        graph = nx.empty_graph(n)
+        graph.add_edges_from(zip(rows[keep].tolist(), cols[keep].tolist(), strict=True))
+        return graph
+
+    hint = f"increase p (connectivity needs p above about ln(n)/n = {math.log(n) / n:.3g})"
+    return _until_connected(draw, make, max_tries, "p", hint)
+
+
+@register_builder("random_regular", random=True)
+def random_regular(n: int, d: int, *, draw: DrawFactory, max_tries: int = DEFAULT_MAX_TRIES) -> nx.Graph:
+    """Uniform random d-regular graph, redrawn until connected (n*d must be even, d < n)."""
+    n, d = _int("n", n, 2), _int("d", d, 1)
+    if d >= n:
+        raise ParamError("d", d, f"degree must be < n = {n}")
+    if (n * d) % 2:
+        raise ParamError("d", d, f"n*d must be even (n = {n})")
+    max_tries = _int("max_tries", max_tries, 1)
+    hint = "use a degree d >= 2"
+    return _until_connected(
+        draw, lambda rng: nx.random_regular_graph(d, n, seed=_python_seed(rng)), max_tries, "d", hint
     )
 
 
-BUILDERS: dict[str, Callable[..., nx.Graph]] = {
-    "ring": _ring,
-    "cycle": _ring,
-    "path": _path,
-    "star": _star,
-    "complete": _complete,
-    "grid": _grid,
-    "torus": _torus,
-    "exponential": _exponential,
-    "barbell": _barbell,
-    "lollipop": _lollipop,
-}
-RANDOM_BUILDERS = {"erdos_renyi", "random_regular", "geometric", "small_world"}
+@register_builder("geometric", random=True)
+def geometric(
+    n: int, radius: float, *, draw: DrawFactory, dim: int = 2, max_tries: int = DEFAULT_MAX_TRIES
+) -> nx.Graph:
+    """Random geometric graph: n uniform points in [0,1]^dim, linked when closer than radius."""
+    n, radius, dim = _int("n", n, 2), _positive("radius", radius), _int("dim", dim, 1)
+    max_tries = _int("max_tries", max_tries, 1)
+
+    def make(rng: np.random.Generator) -> nx.Graph:
+        points = rng.random((n, dim))
+        dist2 = ((points[:, None, :] - points[None, :, :]) ** 2).sum(axis=-1)
+        rows, cols = np.nonzero(np.triu(dist2 <= radius * radius, k=1))
+        graph = nx.empty_graph(n)
+        graph.add_edges_from(zip(rows.tolist(), cols.tolist(), strict=True))
+        for i in range(n):
+            graph.nodes[i]["pos"] = points[i].tolist()
+        return graph
+
+    return _until_connected(draw, make, max_tries, "radius", "increase radius")
 
 
-def build_graph(kind: str, params: dict[str, Any], n: int | None, seed: int) -> nx.Graph:
-    """A graph from a builder name; ``n`` defaults to the scenario's number of clients."""
-    params = dict(params)
-    size = int(params.pop("n", n if n is not None else 0))
-    try:
-        if kind in ("grid", "torus"):
-            if "rows" not in params:
-                side = math.isqrt(size)
-                params.setdefault("rows", side)
-                params.setdefault("cols", size // side if side else 0)
-            graph = BUILDERS[kind](int(params.pop("rows")), int(params.pop("cols")))
-        elif kind in BUILDERS:
-            graph = BUILDERS[kind](size, **params)
-            params = {}
-        elif kind == "erdos_renyi":
-            p = float(params.pop("p", min(1.0, 2 * math.log(max(size, 2)) / max(size, 2))))
-            graph = _connected(lambda s: nx.gnp_random_graph(size, p, seed=s), seed, f"erdos_renyi p={p}")
-        elif kind == "random_regular":
-            degree = int(params.pop("degree", 3))
-            graph = _connected(
-                lambda s: nx.random_regular_graph(degree, size, seed=s), seed, "random_regular"
-            )
-        elif kind == "geometric":
-            radius = float(
-                params.pop("radius", math.sqrt(2.5 * math.log(max(size, 2)) / (math.pi * max(size, 2))))
-            )
-            graph = _connected(lambda s: nx.random_geometric_graph(size, radius, seed=s), seed, "geometric")
-        elif kind == "small_world":
-            k = int(params.pop("k", 4))
-            p = float(params.pop("p", 0.1))
-            graph = nx.connected_watts_strogatz_graph(size, k, p, tries=MAX_RETRIES, seed=seed)
-        else:
-            known = sorted(set(BUILDERS) | RANDOM_BUILDERS)
-            raise ConfigError("topology.kind", kind, f"unknown graph; choose from {known}")
-    except TypeError as exc:
-        raise ConfigError("topology.params", params, f"bad parameters for {kind}: {exc}") from None
-    except nx.NetworkXError as exc:
-        raise ConfigError("topology.params", params, f"{kind}: {exc}") from None
-    if params:
-        raise ConfigError(
-            f"topology.params.{next(iter(params))}", next(iter(params.values())), f"unknown for {kind}"
-        )
-    return nx.convert_node_labels_to_integers(nx.Graph(graph), ordering="sorted")
+@register_builder("small_world", random=True)
+def small_world(
+    n: int, k: int, p: float, *, draw: DrawFactory, max_tries: int = DEFAULT_MAX_TRIES
+) -> nx.Graph:
+    """Connected Watts-Strogatz graph: ring lattice with k nearest neighbours, rewired w.p. p."""
+    n, k = _int("n", n, 3), _int("k", k, 2)
+    p = _prob("p", p, open_low=False)
+    if k >= n:
+        raise ParamError("k", k, f"must be < n = {n}")
+    max_tries = _int("max_tries", max_tries, 1)
+    return _until_connected(
+        draw,
+        lambda rng: nx.watts_strogatz_graph(n, k, p, seed=_python_seed(rng)),
+        max_tries,
+        "p",
+        "lower p or raise k",
+    )
 
 
-def load_graph(path: str | Path, n: int | None, seed: int) -> nx.Graph:
-    """Edge-list (.txt/.edgelist/.csv), GraphML (.graphml), JSON node-link (.json) or YAML."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError("topology.file", str(path), "file not found")
-    suffix = path.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        data = yaml.safe_load(path.read_text()) or {}
-        if "edges" in data:
-            graph = nx.Graph()
-            graph.add_nodes_from(range(int(data.get("n", 0))))
-            graph.add_edges_from(tuple(e) for e in data["edges"])
-        elif "kind" in data:
-            graph = build_graph(data["kind"], data.get("params", {}), n, seed)
-        else:
+# --------------------------------------------------------------------------- building from a spec
+
+
+def build_graph(
+    kind: str,
+    params: Mapping[str, Any] | None = None,
+    num_nodes: int | None = None,
+    seed: int = 0,
+    *,
+    round_index: int = 0,
+    key: str = "topology",
+) -> nx.Graph:
+    """Build ``kind`` with ``params``, validated and labelled ``0..n-1``.
+
+    ``num_nodes`` is the expected node count (``task.num_clients``): it fills in a missing
+    ``n`` and is checked against the result. A ``seed`` inside ``params`` overrides ``seed``,
+    so a named topology file can pin its random graph independently of the scenario seed.
+    Errors are :class:`ConfigError` keyed ``{key}.kind`` or ``{key}.params.<name>``.
+    """
+    if kind not in BUILDERS:
+        raise ConfigError(f"{key}.kind", kind, f"unknown topology kind; choose one of {sorted(BUILDERS)}")
+    spec = BUILDERS[kind]
+    kwargs = dict(params or {})
+    if spec.random:
+        seed_value = kwargs.pop("seed", seed)
+        if isinstance(seed_value, bool) or not isinstance(seed_value, int) or seed_value < 0:
+            raise ConfigError(f"{key}.params.seed", seed_value, "must be a non-negative integer")
+        graph_seed = int(seed_value)
+
+        def draw(attempt: int) -> np.random.Generator:
+            return numpy_rng(graph_seed, f"topology.{kind}", node=round_index, counter=attempt)
+
+        kwargs["draw"] = draw
+    elif "seed" in kwargs:
+        kwargs.pop("seed")  # harmless on deterministic graphs; allowed so sweeps can set it blindly
+    if spec.default_n and "n" not in kwargs and num_nodes is not None:
+        kwargs["n"] = num_nodes
+
+    signature = inspect.signature(spec.func)
+    accepted = {name for name in signature.parameters if name != "draw"}
+    for name in kwargs:
+        if name != "draw" and name not in accepted:
             raise ConfigError(
-                "topology.file", str(path), "a topology YAML needs 'kind' (+ 'params') or 'edges'"
+                f"{key}.params.{name}",
+                kwargs[name],
+                f"unknown parameter for kind {kind!r}; accepted: {sorted(accepted)}",
             )
-    elif suffix == ".graphml":
-        graph = nx.read_graphml(path)
-    elif suffix == ".json":
-        graph = nx.node_link_graph(json.loads(path.read_text()), edges="links")
-    else:
-        graph = nx.read_edgelist(path, nodetype=int, delimiter="," if suffix == ".csv" else None)
-    return nx.convert_node_labels_to_integers(nx.Graph(graph), ordering="sorted")
+    missing = [
+        name
+        for name, p in signature.parameters.items()
+        if p.default is inspect.Parameter.empty and name not in kwargs and name != "draw"
+    ]
+    if missing:
+        raise ConfigError(f"{key}.params.{missing[0]}", None, f"kind {kind!r} needs parameter {missing[0]!r}")
+    try:
+        graph = spec.func(**kwargs)
+    except ParamError as err:
+        value = kwargs.get(err.param) if err.value is None else err.value
+        raise ConfigError(f"{key}.params.{err.param}", value, err.reason) from None
+
+    size_key = f"{key}.params.{spec.size_params[0]}" if len(spec.size_params) == 1 else f"{key}.params"
+    return validate_graph(graph, num_nodes, key=size_key)
 
 
-def validate_graph(graph: nx.Graph, expected_nodes: int | None, key: str = "topology") -> nx.Graph:
-    if nx.number_of_selfloops(graph):
-        loop = next(nx.selfloop_edges(graph))
-        raise ConfigError(key, loop, "self-loops are not allowed in a communication graph")
-    if expected_nodes is not None and graph.number_of_nodes() != expected_nodes:
+def validate_graph(graph: nx.Graph, num_nodes: int | None = None, *, key: str = "topology") -> nx.Graph:
+    """Check a graph is usable for gossip and return it labelled ``0..n-1``.
+
+    Raises :class:`ConfigError` naming ``key`` for: no nodes, directed input that is not
+    symmetric is accepted as undirected (logged), a self-loop, a disconnected graph, or a node
+    count different from ``num_nodes``. Mixing matrices need connectivity for the SLEM to be
+    below 1 (consensus at all), and a self-loop has no meaning as a communication link.
+    """
+    if graph.is_directed():
+        logger.info("topology at %s is directed; using it as undirected", key)
+        graph = nx.Graph(graph.to_undirected())
+    elif graph.is_multigraph():
+        graph = nx.Graph(graph)
+    n = graph.number_of_nodes()
+    if n == 0:
+        raise ConfigError(key, n, "topology has no nodes")
+    loops = list(nx.selfloop_edges(graph))
+    if loops:
+        raise ConfigError(key, loops[0], f"topology has {len(loops)} self-loop(s); remove them")
+    if num_nodes is not None and n != num_nodes:
+        raise ConfigError(key, n, f"topology has {n} nodes but task.num_clients is {num_nodes}")
+    if not nx.is_connected(graph):
+        parts = nx.number_connected_components(graph)
         raise ConfigError(
-            key,
-            graph.number_of_nodes(),
-            f"the graph has a different node count than task.num_clients={expected_nodes}",
+            key, n, f"topology is disconnected ({parts} components); gossip cannot reach consensus"
         )
-    if graph.number_of_nodes() == 0 or not nx.is_connected(graph):
-        raise ConfigError(key, nx.number_connected_components(graph), "the graph is disconnected")
+    return _relabel(graph)
+
+
+def _relabel(graph: nx.Graph) -> nx.Graph:
+    """A fresh graph on ``0..n-1`` in order: integer-like labels keep their numeric order,
+    others sort as strings; node attributes (e.g. positions) are kept, edges stored i < j."""
+
+    def order(label: Any) -> tuple[int, int | str]:
+        try:
+            return (0, int(label))
+        except (TypeError, ValueError):
+            return (1, str(label))
+
+    mapping = {label: index for index, label in enumerate(sorted(graph.nodes, key=order))}
+    out = nx.Graph()
+    out.add_nodes_from(range(len(mapping)))
+    for label, data in graph.nodes(data=True):
+        out.nodes[mapping[label]].update(data)
+    out.add_edges_from(
+        sorted((min(mapping[u], mapping[v]), max(mapping[u], mapping[v])) for u, v in graph.edges)
+    )
+    return out
+
+
+# --------------------------------------------------------------------------- files
+
+
+def load_graph(
+    path: str | Path,
+    num_nodes: int | None = None,
+    seed: int = 0,
+    *,
+    round_index: int = 0,
+    key: str = "topology.file",
+) -> nx.Graph:
+    """Read a topology file: edge list, GraphML, JSON node-link, or a flsim YAML file.
+
+    A YAML file holds either ``kind`` + ``params`` (built like a scenario's ``topology``) or
+    ``edges: [[i, j], ...]`` with an optional ``num_nodes``. A bare name such as ``ring_16``
+    is looked up in the repository's ``topologies/`` folder.
+    """
+    file = resolve_topology_path(path, key=key)
+    suffix = file.suffix.lower()
+    try:
+        if suffix in YAML_SUFFIXES:
+            return _load_yaml(file, seed=seed, round_index=round_index, num_nodes=num_nodes, key=key)
+        if suffix in GRAPHML_SUFFIXES:
+            graph = nx.read_graphml(file)
+        elif suffix in JSON_SUFFIXES:
+            graph = _load_node_link(file)
+        elif suffix in EDGE_LIST_SUFFIXES or suffix == "":
+            graph = _load_edge_list(file)
+        else:
+            raise ConfigError(key, str(path), f"unknown topology file type {suffix!r}")
+    except ConfigError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, nx.NetworkXError, XmlParseError) as err:
+        raise ConfigError(key, str(path), f"cannot read topology file: {err}") from err
+    return validate_graph(graph, num_nodes, key=key)
+
+
+def resolve_topology_path(path: str | Path, *, key: str = "topology.file") -> Path:
+    """The file itself if it exists, else ``topologies/<name>[.yaml]`` for a bare name."""
+    file = Path(path)
+    if file.is_file():
+        return file
+    for candidate in (TOPOLOGIES_DIR / file, TOPOLOGIES_DIR / f"{file}.yaml", TOPOLOGIES_DIR / f"{file}.yml"):
+        if not file.is_absolute() and len(file.parts) == 1 and candidate.is_file():
+            return candidate
+    raise ConfigError(key, str(path), "topology file not found")
+
+
+def _load_edge_list(file: Path) -> nx.Graph:
+    graph = nx.Graph()
+    for number, raw in enumerate(file.read_text().splitlines(), start=1):
+        line = raw.split("#", 1)[0].replace(",", " ").strip()
+        if not line:
+            continue
+        fields = line.split()
+        if len(fields) < 2:
+            raise ValueError(f"line {number}: expected 'u v', got {raw!r}")
+        graph.add_edge(_label(fields[0]), _label(fields[1]))
     return graph
 
 
-def parse_spec(spec: str) -> tuple[str | None, dict[str, Any], str | None]:
-    """``kind:key=value,...`` → (kind, params, None); anything else is a file path."""
-    if Path(spec).exists() or ":" not in spec:
-        return None, {}, spec
+def _label(text: str) -> int | str:
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _load_node_link(file: Path) -> nx.Graph:
+    data = json.loads(file.read_text())
+    if not isinstance(data, dict):
+        raise ValueError("JSON topology must be a node-link object")
+    edges_key = "edges" if "edges" in data else "links"
+    graph = nx.node_link_graph(data, edges=edges_key)
+    return graph
+
+
+def _load_yaml(file: Path, *, seed: int, round_index: int, num_nodes: int | None, key: str) -> nx.Graph:
+    data = yaml.safe_load(file.read_text())
+    if not isinstance(data, dict):
+        raise ConfigError(key, str(file), "YAML topology must be a mapping with 'kind'+'params' or 'edges'")
+    allowed = {"kind", "params", "edges", "num_nodes", "name", "description"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{key}:{unknown[0]}", data[unknown[0]], f"unknown key in {file.name}; allowed {sorted(allowed)}"
+        )
+    if "kind" in data:
+        if "edges" in data:
+            raise ConfigError(key, str(file), "give either 'kind' or 'edges', not both")
+        params = data.get("params") or {}
+        if not isinstance(params, dict):
+            raise ConfigError(f"{key}:params", params, "must be a mapping")
+        return build_graph(
+            data["kind"],
+            params,
+            seed=seed,
+            round_index=round_index,
+            num_nodes=num_nodes,
+            key=f"{key}:{file.name}",
+        )
+    if "edges" not in data:
+        raise ConfigError(key, str(file), "YAML topology needs 'kind' (+ 'params') or 'edges'")
+    graph = nx.Graph()
+    if data.get("num_nodes") is not None:
+        graph.add_nodes_from(range(int(data["num_nodes"])))
+    for edge in data["edges"] or []:
+        if not isinstance(edge, list | tuple) or len(edge) != 2:
+            raise ConfigError(f"{key}:edges", edge, "each edge must be a pair [u, v]")
+        graph.add_edge(edge[0], edge[1])
+    return validate_graph(graph, num_nodes, key=key)
+
+
+def save_graph(graph: nx.Graph, path: str | Path) -> Path:
+    """Write ``graph`` in the format its suffix names (edge list, GraphML, JSON or YAML edges)."""
+    file = Path(path)
+    suffix = file.suffix.lower()
+    if suffix in GRAPHML_SUFFIXES:
+        nx.write_graphml(graph, file)
+    elif suffix in JSON_SUFFIXES:
+        file.write_text(json.dumps(nx.node_link_data(graph, edges="edges")))
+    elif suffix in YAML_SUFFIXES:
+        payload = {
+            "num_nodes": graph.number_of_nodes(),
+            "edges": [[int(u), int(v)] for u, v in edge_list(graph)],
+        }
+        file.write_text(yaml.safe_dump(payload, default_flow_style=None))
+    else:
+        file.write_text("".join(f"{u} {v}\n" for u, v in edge_list(graph)))
+    return file
+
+
+# --------------------------------------------------------------------------- spec strings
+
+
+def parse_value(text: str) -> Any:
+    """``3`` -> int, ``0.5`` -> float, ``true``/``false`` -> bool, anything else stays a string."""
+    lowered = text.strip().lower()
+    if lowered in {"true", "yes", "on"}:
+        return True
+    if lowered in {"false", "no", "off"}:
+        return False
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            continue
+    return text.strip()
+
+
+def parse_spec(spec: str, *, key: str = "spec") -> tuple[str, dict[str, Any]] | Path:
+    """A CLI spec: a file path (or named file in ``topologies/``) or ``kind:key=value,...``."""
+    candidate = Path(spec)
+    if candidate.is_file():
+        return candidate
     kind, _, rest = spec.partition(":")
-    params: dict[str, Any] = {}
-    for item in filter(None, rest.split(",")):
-        key, _, raw = item.partition("=")
-        params[key.strip()] = yaml.safe_load(raw)
-    return kind, params, None
+    kind = kind.strip()
+    if kind in BUILDERS:
+        params: dict[str, Any] = {}
+        for item in filter(None, (part.strip() for part in rest.split(","))):
+            name, sep, value = item.partition("=")
+            if not sep or not name.strip():
+                raise ConfigError(key, spec, f"expected kind:key=value,...; bad item {item!r}")
+            params[name.strip()] = parse_value(value)
+        return kind, params
+    try:
+        return resolve_topology_path(spec, key=key)
+    except ConfigError:
+        raise ConfigError(
+            key, spec, f"neither a topology file nor kind:key=value,... with a kind in {sorted(BUILDERS)}"
+        ) from None
+
+
+def graph_from_spec(spec: str, *, seed: int = 0, key: str = "spec") -> nx.Graph:
+    """Build or load the graph a CLI spec names."""
+    parsed = parse_spec(spec, key=key)
+    if isinstance(parsed, Path):
+        return load_graph(parsed, seed=seed, key=key)
+    kind, params = parsed
+    return build_graph(kind, params, seed=seed, key=key)
+
+
+# --------------------------------------------------------------------------- matrices
+
+
+def edge_list(graph: nx.Graph) -> list[tuple[int, int]]:
+    """Edges as ``(i, j)`` with ``i < j``, sorted: the one edge order every array here uses."""
+    return sorted((min(u, v), max(u, v)) for u, v in graph.edges)
+
+
+def incidence_matrix(graph: nx.Graph) -> tuple[list[tuple[int, int]], sp.csc_matrix]:
+    """Oriented incidence B (n x m, column e = e_i - e_j), so L(w) = B diag(w) Bᵀ (G)."""
+    edges = edge_list(graph)
+    n, m = graph.number_of_nodes(), len(edges)
+    rows = np.array([x for edge in edges for x in edge], dtype=np.int64)
+    cols = np.repeat(np.arange(m), 2)
+    vals = np.tile(np.array([1.0, -1.0]), m)
+    return edges, sp.csc_matrix((vals, (rows, cols)), shape=(n, m))
+
+
+def laplacian_from_weights(n: int, edges: list[tuple[int, int]], weights: np.ndarray) -> np.ndarray:
+    """Dense L(w) = Σ_e w_e (e_i − e_j)(e_i − e_j)ᵀ, built exactly symmetric."""
+    lap = np.zeros((n, n))
+    if edges:
+        i = np.array([e[0] for e in edges])
+        j = np.array([e[1] for e in edges])
+        w = np.asarray(weights, dtype=np.float64)
+        np.add.at(lap, (i, j), -w)
+        np.add.at(lap, (j, i), -w)
+        np.add.at(lap, (i, i), w)
+        np.add.at(lap, (j, j), w)
+    return lap

@@ -1,150 +1,352 @@
 """Gossip matrices W = I − B diag(w) Bᵀ: heuristics and optimal ones (ALGORITHMS.md G).
 
-The SDPs (FDLA, FMMC) use the incidence form with B built once, so the only matrix
-variable expression is B diag(w) Bᵀ: n = 100 solves in seconds. Graphs of 500 nodes and
-more use a first-order method (projected subgradient on the SLEM, as in Boyd, Diaconis and
-Xiao, "Fastest mixing Markov chain on a graph"). If a solver fails, the weights fall back to
-Metropolis loudly: a warning is logged and the result says so.
+Every W here is assembled from per-edge weights w through the incidence form, so it is
+exactly symmetric, its rows sum to one and it is supported on the graph by construction;
+:func:`check_mixing` still verifies each one before it is returned.
+
+* (G1) Metropolis-Hastings, (G2) max-degree, (G3) best constant: closed forms.
+* ``uniform``: J = 11ᵀ/n, exact averaging, which only the complete graph supports.
+* (G4) FDLA and (G5) FMMC minimise SLEM(W) = ‖W − J‖₂; solvers in :mod:`flsim.topology.sdp`.
+  ``solver: sdp`` uses the structured primal-dual interior-point method (n = 100 in seconds),
+  ``cvxpy`` the generic cvxpy formulation (CLARABEL, else SCS), ``first_order`` projected
+  subgradient; ``auto`` picks ``first_order`` from :data:`FIRST_ORDER_THRESHOLD` nodes.
+
+A solver failure falls back to Metropolis loudly: a warning is logged, ``fallback`` is true
+and ``status`` says why.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from typing import Any
 
 import networkx as nx
 import numpy as np
 
-from flsim.topology.spectral import incidence, slem
+from flsim.config.errors import ConfigError
+from flsim.topology.graphs import edge_list, laplacian_from_weights
+from flsim.topology.sdp import (
+    SdpSolution,
+    cvxpy_sdp,
+    first_order,
+    interior_point,
+    metropolis_edge_weights,
+    single_blas_thread,
+)
+from flsim.topology.spectral import slem
 
-log = logging.getLogger("flsim.topology")
+logger = logging.getLogger(__name__)
 
+#: From this many nodes ``solver: auto`` uses the first-order method: the interior-point
+#: step is O(n³ + m³), and a 500-node random graph has thousands of edges.
 FIRST_ORDER_THRESHOLD = 500
+
+HEURISTICS = ("metropolis", "max_degree", "best_constant", "uniform")
+OPTIMAL = ("fdla", "fmmc")
+MIXING_METHODS = HEURISTICS + OPTIMAL
+SOLVERS = ("auto", "sdp", "cvxpy", "first_order")
+SDP_BACKENDS = ("auto", "interior_point", "CLARABEL", "SCS")
+#: Tolerance of :func:`check_mixing` on optimiser output (closed forms are exact to ~1e-15).
+CHECK_ATOL = 1e-8
+
+
+class MixingError(ValueError):
+    """A gossip matrix is not symmetric, not stochastic, or not supported on its graph.
+
+    A ``ValueError`` rather than a ``ConfigError``: a W failing the check is a bug in a
+    builder or solver, not a user mistake.
+    """
 
 
 @dataclass(frozen=True)
 class Mixing:
+    """A checked gossip matrix and how it was obtained.
+
+    ``slem`` is always recomputed from ``weights`` by an eigendecomposition, never taken from
+    the solver; ``bound`` is the solver's own value where it has one (the SDP's s, an upper
+    bound on the SLEM), so the two can be compared. ``row_stochastic_only`` marks the random
+    k-peer matrices (D), whose columns need not sum to one (gossip then moves the mean).
+    """
+
     weights: np.ndarray
     method: str
     status: str
     slem: float
     row_stochastic_only: bool = False
+    solver: str = "closed_form"
+    solve_seconds: float = 0.0
+    bound: float | None = None
+    fallback: bool = False
+    iterations: int = 0
+    edge_weights: np.ndarray | None = None
+    edges: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def W(self) -> np.ndarray:
+        return self.weights
+
+    @property
+    def spectral_gap(self) -> float:
+        """1 − SLEM: how much one gossip step shrinks the consensus error at worst (D)."""
+        return 1.0 - self.slem
+
+    @property
+    def fell_back(self) -> bool:
+        return self.fallback
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-friendly facts (no matrix) for logs, run summaries and the CLI."""
+        return {
+            "mixing": self.method,
+            "solver": self.solver,
+            "status": self.status,
+            "fallback": self.fallback,
+            "slem": self.slem,
+            "spectral_gap": self.spectral_gap,
+            "bound": self.bound,
+            "solve_seconds": self.solve_seconds,
+            "iterations": self.iterations,
+            "row_stochastic_only": self.row_stochastic_only,
+        }
 
 
-def _from_edge_weights(graph: nx.Graph, edge_weights: np.ndarray) -> np.ndarray:
-    b, _ = incidence(graph)
-    return np.eye(graph.number_of_nodes()) - b @ np.diag(edge_weights) @ b.T
+MixingResult = Mixing
+
+
+# --------------------------------------------------------------------------- closed forms
+
+
+def weights_to_matrix(n: int, edges: list[tuple[int, int]], edge_weights: np.ndarray) -> np.ndarray:
+    """W = I − B diag(w) Bᵀ (G), assembled entry by entry so it is exactly symmetric."""
+    return np.eye(n) - laplacian_from_weights(n, edges, np.asarray(edge_weights, dtype=np.float64))
+
+
+def metropolis_weights(graph: nx.Graph) -> np.ndarray:
+    """(G1) Per-edge weights 1/(1 + max(d_i, d_j)), in :func:`edge_list` order."""
+    return metropolis_edge_weights(graph)
+
+
+def max_degree_weights(graph: nx.Graph) -> np.ndarray:
+    """(G2) Every edge gets 1/(d_max + 1), i.e. W = I − L/(d_max + 1)."""
+    d_max = max((d for _, d in graph.degree()), default=0)
+    return np.full(graph.number_of_edges(), 1.0 / (d_max + 1.0))
+
+
+def best_constant_weights(graph: nx.Graph) -> np.ndarray:
+    """(G3) Every edge gets α* = 2/(λ₂(L) + λ_N(L)), the best single weight."""
+    m = graph.number_of_edges()
+    values = np.linalg.eigvalsh(laplacian_from_weights(graph.number_of_nodes(), edge_list(graph), np.ones(m)))
+    return np.full(m, 2.0 / (values[1] + values[-1]))
 
 
 def metropolis(graph: nx.Graph) -> np.ndarray:
     """(G1) W_ij = 1/(1 + max(d_i, d_j)) on edges, the rest on the diagonal."""
-    _, edges = incidence(graph)
-    degree = dict(graph.degree())
-    return _from_edge_weights(graph, np.array([1.0 / (1 + max(degree[i], degree[j])) for i, j in edges]))
+    return weights_to_matrix(graph.number_of_nodes(), edge_list(graph), metropolis_weights(graph))
 
 
 def max_degree(graph: nx.Graph) -> np.ndarray:
     """(G2) W = I − L/(d_max + 1)."""
-    d_max = max(dict(graph.degree()).values())
-    return _from_edge_weights(graph, np.full(graph.number_of_edges(), 1.0 / (d_max + 1)))
+    return weights_to_matrix(graph.number_of_nodes(), edge_list(graph), max_degree_weights(graph))
 
 
 def best_constant(graph: nx.Graph) -> np.ndarray:
     """(G3) W = I − α* L with α* = 2/(λ₂(L) + λ_N(L))."""
-    values = np.linalg.eigvalsh(nx.laplacian_matrix(graph, nodelist=range(graph.number_of_nodes())).toarray())
-    return _from_edge_weights(graph, np.full(graph.number_of_edges(), 2.0 / (values[1] + values[-1])))
+    return weights_to_matrix(graph.number_of_nodes(), edge_list(graph), best_constant_weights(graph))
 
 
-def uniform(graph: nx.Graph) -> np.ndarray:
-    """J = 11ᵀ/n: exact averaging in one step; only supported on the complete graph."""
+def uniform(graph: nx.Graph, *, key: str = "topology.mixing") -> np.ndarray:
+    """J = 11ᵀ/n: exact averaging in one step; only the complete graph supports it."""
     n = graph.number_of_nodes()
     if graph.number_of_edges() != n * (n - 1) // 2:
-        raise ValueError("uniform mixing (W = J) needs the complete graph")
+        raise ConfigError(
+            key, "uniform", "uniform mixing (W = J) needs the complete graph; use kind: complete"
+        )
     return np.full((n, n), 1.0 / n)
 
 
-def _sdp(graph: nx.Graph, nonnegative: bool) -> tuple[np.ndarray, str]:
-    """(G4)/(G5) min s s.t. −sI ⪯ I − B diag(w) Bᵀ − J ⪯ sI (+ w ≥ 0, |B| w ≤ 1 for FMMC)."""
-    import cvxpy as cp
-
-    b, _ = incidence(graph)
-    n, m = b.shape
-    w = cp.Variable(m)
-    s = cp.Variable()
-    shifted = np.eye(n) - np.full((n, n), 1.0 / n)
-    matrix = shifted - b @ cp.diag(w) @ b.T
-    constraints = [matrix << s * np.eye(n), matrix >> -s * np.eye(n)]
-    if nonnegative:
-        constraints += [w >= 0, np.abs(b) @ w <= 1]
-    problem = cp.Problem(cp.Minimize(s), constraints)
-    problem.solve(solver=cp.CLARABEL if "CLARABEL" in cp.installed_solvers() else cp.SCS)
-    if w.value is None or problem.status not in ("optimal", "optimal_inaccurate"):
-        raise RuntimeError(f"SDP solver status {problem.status}")
-    return _from_edge_weights(graph, np.asarray(w.value)), str(problem.status)
+# --------------------------------------------------------------------------- checks
 
 
-def _first_order(graph: nx.Graph, nonnegative: bool, iterations: int = 3000) -> tuple[np.ndarray, str]:
-    """Projected subgradient on SLEM(w) (Boyd et al.): ∂/∂w_e = −(b_eᵀu)² sign(λ) for the
-    extremal eigenpair (λ, u) of W − J; step 1/√k, projection onto the FMMC constraints."""
-    b, _ = incidence(graph)
-    n = b.shape[0]
-    weights = np.array([1.0 / (1 + max(graph.degree(i), graph.degree(j))) for i, j in incidence(graph)[1]])
-    best, best_value = weights.copy(), np.inf
-    shifted = np.eye(n) - np.full((n, n), 1.0 / n)
-    for k in range(1, iterations + 1):
-        matrix = shifted - b @ (weights[:, None] * b.T)
-        values, vectors = np.linalg.eigh(matrix)
-        index = 0 if abs(values[0]) > abs(values[-1]) else n - 1
-        value = abs(values[index])
-        if value < best_value:
-            best, best_value = weights.copy(), value
-        projection = (b.T @ vectors[:, index]) ** 2
-        gradient = -np.sign(values[index]) * projection
-        weights = weights - gradient / (np.linalg.norm(gradient) + 1e-12) * (0.5 / np.sqrt(k))
-        if nonnegative:
-            weights = np.maximum(weights, 0.0)
-            load = np.abs(b) @ weights
-            excess = load.max()
-            if excess > 1:
-                weights = weights / excess
-    return _from_edge_weights(graph, best), f"first_order({iterations} iterations)"
+def check_mixing(
+    weights: np.ndarray,
+    graph: nx.Graph,
+    atol: float = CHECK_ATOL,
+    *,
+    nonnegative: bool = False,
+) -> None:
+    """Raise :class:`MixingError` unless W is symmetric, doubly stochastic and on the graph (G).
 
-
-def check_mixing(weights: np.ndarray, graph: nx.Graph, atol: float = 1e-8) -> None:
-    """Symmetric, doubly stochastic and supported on the graph (plus the diagonal)."""
+    Checks shape n × n, finite entries, symmetry, rows and columns summing to one, zeros
+    outside the edges and the diagonal and, with ``nonnegative=True``, no negative entry.
+    FDLA weights may be negative (G4), so non-negativity is opt-in. The message names the
+    worst offending entry.
+    """
     n = graph.number_of_nodes()
+    weights = np.asarray(weights)
     if weights.shape != (n, n):
-        raise ValueError(f"W has shape {weights.shape}, expected {(n, n)}")
-    if not np.allclose(weights, weights.T, atol=atol):
-        raise ValueError("W is not symmetric")
-    if not np.allclose(weights.sum(axis=1), 1.0, atol=atol):
-        raise ValueError("W is not stochastic: its rows do not sum to one")
-    allowed = nx.to_numpy_array(graph, nodelist=range(n)) + np.eye(n)
-    if np.any(np.abs(weights[allowed == 0]) > atol):
-        raise ValueError("W puts weight on a pair of nodes that is not an edge")
-
-
-def mixing_matrix(graph: nx.Graph, method: str = "metropolis", solver: str = "auto") -> Mixing:
-    """W for ``method``, checked before use; SDP failures fall back to Metropolis loudly."""
-    heuristics = {
-        "metropolis": metropolis,
-        "max_degree": max_degree,
-        "best_constant": best_constant,
-        "uniform": uniform,
-    }
-    if method in heuristics:
-        weights, status = heuristics[method](graph), "closed_form"
-    else:
-        use_first_order = solver == "first_order" or (
-            solver == "auto" and graph.number_of_nodes() >= FIRST_ORDER_THRESHOLD
+        raise MixingError(f"W has shape {weights.shape}, expected {(n, n)}")
+    if not np.all(np.isfinite(weights)):
+        raise MixingError("W has non-finite entries")
+    asymmetry = np.abs(weights - weights.T)
+    if asymmetry.max() > atol:
+        i, j = np.unravel_index(int(asymmetry.argmax()), asymmetry.shape)
+        raise MixingError(
+            f"W is not symmetric: W[{i},{j}] = {weights[i, j]!r} but W[{j},{i}] = {weights[j, i]!r}"
         )
-        try:
-            if use_first_order:
-                weights, status = _first_order(graph, nonnegative=method == "fmmc")
-            else:
-                weights, status = _sdp(graph, nonnegative=method == "fmmc")
-        except Exception as exc:  # any solver failure: fall back, loudly
-            log.warning("%s weights failed (%s); falling back to metropolis", method, exc)
-            weights, status = metropolis(graph), f"failed ({exc}); fell back to metropolis"
-    check_mixing(weights, graph, atol=1e-6)
-    return Mixing(weights, method, status, slem(weights))
+    for axis, name in ((1, "row"), (0, "column")):
+        sums = weights.sum(axis=axis)
+        worst = int(np.abs(sums - 1.0).argmax())
+        if abs(sums[worst] - 1.0) > atol:
+            raise MixingError(f"W is not doubly stochastic: {name} {worst} sums to {sums[worst]!r}")
+    allowed = np.eye(n, dtype=bool)
+    for i, j in graph.edges:
+        allowed[i, j] = allowed[j, i] = True
+    outside = np.where(allowed, 0.0, np.abs(weights))
+    if outside.max() > atol:
+        i, j = np.unravel_index(int(outside.argmax()), outside.shape)
+        raise MixingError(f"W[{i},{j}] = {weights[i, j]!r} but ({i}, {j}) is not an edge of the graph")
+    if nonnegative and weights.min() < -atol:
+        i, j = np.unravel_index(int(weights.argmin()), weights.shape)
+        raise MixingError(f"W has a negative entry W[{i},{j}] = {weights[i, j]!r}")
+
+
+def check_row_stochastic(weights: np.ndarray, atol: float = CHECK_ATOL) -> None:
+    """Non-negative with rows summing to one: all a random k-peer W (D) guarantees."""
+    weights = np.asarray(weights)
+    if weights.ndim != 2 or weights.shape[0] != weights.shape[1]:
+        raise MixingError(f"W must be square, got shape {weights.shape}")
+    if weights.min() < -atol or np.abs(weights.sum(axis=1) - 1.0).max() > atol:
+        raise MixingError("W is not row-stochastic")
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def choose_solver(num_nodes: int, solver: str = "auto") -> str:
+    """``auto`` → ``sdp`` below :data:`FIRST_ORDER_THRESHOLD` nodes, else ``first_order``."""
+    if solver not in SOLVERS:
+        raise ConfigError("topology.solver", solver, f"unknown solver; choose one of {list(SOLVERS)}")
+    if solver == "auto":
+        return "first_order" if num_nodes >= FIRST_ORDER_THRESHOLD else "sdp"
+    return solver
+
+
+def _solve(
+    graph: nx.Graph, nonnegative: bool, solver: str, sdp_backend: str, iterations: int | None
+) -> SdpSolution:
+    if solver == "first_order":
+        return first_order(graph, nonnegative, iterations=iterations)
+    if solver == "cvxpy" or sdp_backend in ("CLARABEL", "SCS"):
+        backend = sdp_backend if sdp_backend in ("CLARABEL", "SCS") else "CLARABEL"
+        return cvxpy_sdp(graph, nonnegative, backend)
+    return interior_point(graph, nonnegative)
+
+
+def mixing_matrix(
+    graph: nx.Graph,
+    method: str = "metropolis",
+    solver: str = "auto",
+    *,
+    sdp_backend: str = "auto",
+    first_order_iterations: int | None = None,
+    key: str = "topology.mixing",
+) -> Mixing:
+    """W for ``method`` on ``graph`` (nodes 0..n−1), checked before it is returned.
+
+    ``solver`` matters for ``fdla``/``fmmc`` only (see module docstring); ``sdp_backend``
+    (``interior_point``, ``CLARABEL``, ``SCS``) overrides which code solves the SDP.
+    Unknown names raise :class:`ConfigError` keyed ``key``; solver failures fall back to
+    Metropolis with a warning and ``fallback=True``.
+    """
+    if method not in MIXING_METHODS:
+        raise ConfigError(key, method, f"unknown mixing; choose one of {list(MIXING_METHODS)}")
+    if sdp_backend not in SDP_BACKENDS:
+        raise ConfigError("sdp_backend", sdp_backend, f"choose one of {list(SDP_BACKENDS)}")
+    n = graph.number_of_nodes()
+    edges = edge_list(graph)
+    start = time.perf_counter()
+
+    if method == "uniform":
+        weights = uniform(graph, key=key)
+        check_mixing(weights, graph, nonnegative=True)
+        return Mixing(
+            weights,
+            method,
+            "closed_form",
+            slem(weights),
+            edge_weights=np.full(len(edges), 1.0 / n),
+            edges=edges,
+        )
+    if method in HEURISTICS:
+        closed = {
+            "metropolis": metropolis_weights,
+            "max_degree": max_degree_weights,
+            "best_constant": best_constant_weights,
+        }
+        edge_weights = closed[method](graph)
+        weights = weights_to_matrix(n, edges, edge_weights)
+        # (G3) α* d_i can exceed 1 on an irregular graph, so best-constant W may have a
+        # negative self-weight (still symmetric, doubly stochastic, SLEM < 1); G1/G2 cannot.
+        check_mixing(weights, graph, nonnegative=method != "best_constant")
+        return Mixing(
+            weights,
+            method,
+            "closed_form",
+            slem(weights),
+            solve_seconds=time.perf_counter() - start,
+            edge_weights=edge_weights,
+            edges=edges,
+        )
+
+    used = choose_solver(n, solver)
+    nonnegative = method == "fmmc"
+    try:
+        with single_blas_thread():
+            solution = _solve(graph, nonnegative, used, sdp_backend, first_order_iterations)
+        weights = weights_to_matrix(n, edges, solution.edge_weights)
+        check_mixing(weights, graph, atol=1e-6, nonnegative=nonnegative)
+    except (RuntimeError, ValueError, ArithmeticError, np.linalg.LinAlgError, ImportError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        logger.warning(
+            "%s weights: solver %s failed (%s); FALLING BACK TO METROPOLIS weights", method, used, exc
+        )
+        edge_weights = metropolis_weights(graph)
+        weights = weights_to_matrix(n, edges, edge_weights)
+        return Mixing(
+            weights,
+            method,
+            f"failed ({exc}); fell back to metropolis",
+            slem(weights),
+            solver=used,
+            solve_seconds=time.perf_counter() - start,
+            fallback=True,
+            edge_weights=edge_weights,
+            edges=edges,
+        )
+    seconds = time.perf_counter() - start
+    value = slem(weights)
+    logger.debug(
+        "%s weights on %d nodes by %s: SLEM %.9f (%s, %d iterations, %.2f s)",
+        method,
+        n,
+        solution.solver,
+        value,
+        solution.status,
+        solution.iterations,
+        seconds,
+    )
+    return Mixing(
+        weights,
+        method,
+        solution.status,
+        value,
+        solver=solution.solver,
+        solve_seconds=seconds,
+        bound=solution.bound,
+        iterations=solution.iterations,
+        edge_weights=solution.edge_weights,
+        edges=edges,
+    )

@@ -1,0 +1,400 @@
+"""Solvers for the optimal gossip weights FDLA (G4) and FMMC (G5).
+
+Both problems minimise s subject to −sI ⪯ W(w) − J ⪯ sI with W(w) = I − B diag(w) Bᵀ; FMMC
+adds w ≥ 0 and |B| w ≤ 1 (ALGORITHMS.md G). Three solvers:
+
+:func:`interior_point`
+    A primal-dual interior-point method (HKM direction with Mehrotra's predictor-corrector,
+    as in SDPT3) written for this SDP. Every constraint matrix is rank one (b_e b_eᵀ) or the
+    identity, so the Schur complement is only (m+1) × (m+1) with entries
+    (b_eᵀ X b_f)(b_fᵀ S⁻¹ b_e), read off BᵀXB and BᵀS⁻¹B; a step costs O(n³ + n²m + m³).
+    This is the structure Xiao & Boyd ("Fast linear iterations for distributed averaging",
+    2004) exploit. The dual iterate (w, s) stays strictly feasible, so s is always a valid
+    upper bound on SLEM(W(w)).
+:func:`cvxpy_sdp`
+    The textbook cvxpy formulation (incidence form; the map w ↦ B diag(w) Bᵀ is a sparse
+    n² × m matrix built once), kept as an independent reference for the tests.
+:func:`first_order`
+    Projected subgradient on SLEM(w) (Boyd, Diaconis & Xiao, "Fastest mixing Markov chain on
+    a graph", SIAM Review 2004, §5), for graphs too large for O(n³ + m³) Newton-type steps.
+
+Measured on the 2-core development machine at n = 100 (one BLAS thread, ring, 10×10 torus,
+G(100, 0.08), random 4-regular and a 100-node barbell): the interior-point method takes
+0.4-3.1 s in 11-40 iterations, its bound s agreeing with the SLEM of the returned W to 1e-9;
+the dense 100-node barbell (1581 edges, so an m³ Schur factorisation) took 19 s (FDLA) and
+32 s (FMMC).
+cvxpy took 0.8-124 s with SCS (SLEM off by up to 5e-5 on the ring, 15 000 iterations for
+FMMC on the 4-regular graph) and about 150 s with CLARABEL, whose KKT system holds a dense
+n(n+1)/2-sided block per n × n PSD cone. A plain barrier method stalled on FMMC (hundreds of
+damped Newton steps per centring once many w_e approach 0), hence primal-dual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from flsim.topology.graphs import edge_list, incidence_matrix, laplacian_from_weights
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SdpSolution:
+    """Edge weights, the solver's certified bound s ≥ SLEM, a status and an iteration count."""
+
+    edge_weights: np.ndarray
+    bound: float
+    status: str
+    iterations: int
+    solver: str
+    gap: float | None = None
+
+
+@contextlib.contextmanager
+def single_blas_thread() -> Iterator[None]:
+    """One BLAS thread inside a solve.
+
+    The matrices are small (n ≤ a few hundred), and on a shared 2-core machine a threaded
+    BLAS oversubscribes: one n = 100 solve went from 2 s to 50 s. ``threadpoolctl`` limits
+    only this block and restores the previous setting afterwards.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - installed with scikit-learn
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def metropolis_edge_weights(graph: nx.Graph) -> np.ndarray:
+    """(G1) w_ij = 1/(1 + max(d_i, d_j)) per edge, in :func:`edge_list` order."""
+    degree = np.array([graph.degree(i) for i in range(graph.number_of_nodes())], dtype=np.float64)
+    edges = edge_list(graph)
+    if not edges:
+        return np.zeros(0)
+    heads = np.array([e[0] for e in edges])
+    tails = np.array([e[1] for e in edges])
+    return 1.0 / (1.0 + np.maximum(degree[heads], degree[tails]))
+
+
+def _slem_of(n: int, edges: list[tuple[int, int]], w: np.ndarray) -> float:
+    shifted = np.eye(n) - laplacian_from_weights(n, edges, w) - 1.0 / n
+    return float(np.max(np.abs(np.linalg.eigvalsh(shifted))))
+
+
+# --------------------------------------------------------------------------- interior point
+
+
+def _max_step(x: np.ndarray, dx: np.ndarray) -> float:
+    """Largest α with x + α·dx ⪰ 0 for x ≻ 0 (via the eigenvalues of L⁻¹ dx L⁻ᵀ)."""
+    chol = np.linalg.cholesky(x)
+    half = sla.solve_triangular(chol, dx, lower=True)
+    scaled = sla.solve_triangular(chol, half.T, lower=True)
+    lowest = float(np.linalg.eigvalsh(0.5 * (scaled + scaled.T))[0])
+    return np.inf if lowest >= 0 else -1.0 / lowest
+
+
+def _max_step_lp(x: np.ndarray, dx: np.ndarray) -> float:
+    negative = dx < 0
+    return float(np.min(-x[negative] / dx[negative])) if negative.any() else np.inf
+
+
+class _PrimalDual:
+    """State and algebra of :func:`interior_point` (blocks: S₁, S₂ and, for FMMC, w and 1 − |B|w).
+
+    Dual form: y = (w, s), maximise −s subject to slacks S(y) = C − Σ y_i A_i ⪰ 0 with
+    A_w = (−b bᵀ, +b bᵀ, −e_e, +|b_e|) and A_s = (−I, −I, 0, 0) per block.
+    """
+
+    def __init__(self, graph: nx.Graph, nonnegative: bool) -> None:
+        self.edges = edge_list(graph)
+        self.n, self.m = graph.number_of_nodes(), len(self.edges)
+        self.b = incidence_matrix(graph)[1].toarray()
+        self.bt = self.b.T.copy()
+        self.load = np.abs(self.b)
+        self.eye = np.eye(self.n)
+        self.mean = np.full((self.n, self.n), 1.0 / self.n)
+        self.nonnegative = nonnegative
+        self.target = np.zeros(self.m + 1)
+        self.target[self.m] = -1.0  # maximise −s
+        self.dimension = 2 * self.n + (self.m + self.n if nonnegative else 0)
+
+    def slacks(self, point: np.ndarray) -> list[np.ndarray]:
+        m = self.m
+        lap = (self.b * point[:m]) @ self.bt
+        out = [(point[m] - 1.0) * self.eye + lap + self.mean, (point[m] + 1.0) * self.eye - lap - self.mean]
+        if self.nonnegative:
+            out += [point[:m].copy(), 1.0 - self.load @ point[:m]]
+        return out
+
+    def quad(self, matrix: np.ndarray) -> np.ndarray:
+        """b_eᵀ C b_e for every edge (C need not be symmetric)."""
+        return np.einsum("ie,ij,je->e", self.b, matrix, self.b)
+
+    def adjoint(self, blocks: list[np.ndarray]) -> np.ndarray:
+        """(tr(A_i C))_i for a block matrix C."""
+        out = np.empty(self.m + 1)
+        out[: self.m] = self.quad(blocks[1]) - self.quad(blocks[0])
+        out[self.m] = -np.trace(blocks[0]) - np.trace(blocks[1])
+        if self.nonnegative:
+            out[: self.m] += -blocks[2] + self.load.T @ blocks[3]
+        return out
+
+    def prepare(self, y: np.ndarray, primal: list[np.ndarray], dual: list[np.ndarray], mu: float) -> None:
+        """Factor the (m+1)² Schur complement M_ij = tr(A_i X A_j S⁻¹) (HKM) at this iterate."""
+        m, b, bt = self.m, self.b, self.bt
+        self.y, self.primal, self.dual, self.mu = y, primal, dual, mu
+        self.inverses = [sla.cho_solve(sla.cho_factor(dual[k], lower=True), self.eye) for k in (0, 1)]
+        xb = [primal[k] @ b for k in (0, 1)]
+        sb = [self.inverses[k] @ b for k in (0, 1)]
+        schur = np.empty((m + 1, m + 1))
+        schur[:m, :m] = (bt @ xb[0]) * (bt @ sb[0]) + (bt @ xb[1]) * (bt @ sb[1])
+        xs = [primal[k] @ self.inverses[k] for k in (0, 1)]
+        schur[:m, m] = schur[m, :m] = self.quad(xs[0]) - self.quad(xs[1])
+        schur[m, m] = np.trace(xs[0]) + np.trace(xs[1])
+        self.inv_trace = np.empty(m + 1)  # (tr(A_i S⁻¹))_i
+        self.inv_trace[:m] = np.einsum("ie,ie->e", b, sb[1]) - np.einsum("ie,ie->e", b, sb[0])
+        self.inv_trace[m] = -np.trace(self.inverses[0]) - np.trace(self.inverses[1])
+        if self.nonnegative:
+            schur[:m, :m] += np.diag(primal[2] / dual[2]) + (self.load.T * (primal[3] / dual[3])) @ self.load
+            self.inv_trace[:m] += -1.0 / dual[2] + self.load.T @ (1.0 / dual[3])
+        # Jacobi scaling before Cholesky: the diagonal spans many decades near the optimum.
+        self.scale = 1.0 / np.sqrt(np.maximum(np.diag(schur), np.finfo(float).tiny))
+        self.factor = sla.cho_factor(schur * self.scale[:, None] * self.scale[None, :])
+
+    def direction(
+        self, sigma: float, affine: tuple[list[np.ndarray], list[np.ndarray]] | None
+    ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+        """HKM search direction for centring σ, with Mehrotra's corrector given the affine step."""
+        primal, dual, inverses = self.primal, self.dual, self.inverses
+        rhs = self.target - sigma * self.mu * self.inv_trace
+        corrections: list[np.ndarray] | None = None
+        if affine is not None:  # second-order term ΔX_aff ΔS_aff S⁻¹
+            d_s, d_x = affine
+            corrections = [d_x[k] @ d_s[k] @ inverses[k] for k in (0, 1)]
+            if self.nonnegative:
+                corrections += [d_x[k] * d_s[k] / dual[k] for k in (2, 3)]
+            rhs = rhs + self.adjoint(corrections)
+        dy = self.scale * sla.cho_solve(self.factor, self.scale * rhs)
+        d_slack = [new - old for new, old in zip(self.slacks(self.y + dy), dual, strict=True)]
+        d_primal = []
+        for k in range(len(primal)):
+            if k < 2:
+                step = sigma * self.mu * inverses[k] - primal[k] - primal[k] @ d_slack[k] @ inverses[k]
+            else:
+                step = sigma * self.mu / dual[k] - primal[k] - primal[k] * d_slack[k] / dual[k]
+            if corrections is not None:
+                step = step - corrections[k]
+            d_primal.append(0.5 * (step + step.T) if k < 2 else step)
+        return dy, d_slack, d_primal
+
+    def step_lengths(self, d_slack: list[np.ndarray], d_primal: list[np.ndarray]) -> tuple[float, float]:
+        """Largest primal and dual steps keeping every block positive (semi)definite."""
+
+        def longest(blocks: list[np.ndarray], steps: list[np.ndarray]) -> float:
+            return min(
+                _max_step(block, step) if k < 2 else _max_step_lp(block, step)
+                for k, (block, step) in enumerate(zip(blocks, steps, strict=True))
+            )
+
+        return longest(self.primal, d_primal), longest(self.dual, d_slack)
+
+
+def interior_point(
+    graph: nx.Graph, nonnegative: bool, *, tol: float = 1e-9, max_iterations: int = 100
+) -> SdpSolution:
+    """(G4)/(G5) by a primal-dual path-following method on the dual-form SDP.
+
+    Variables y = (w, s); maximise −s subject to the slacks
+    S₁ = sI − (W − J) = (s−1)I + L(w) + J ⪰ 0, S₂ = sI + (W − J) = (s+1)I − L(w) − J ⪰ 0
+    (both have the harmless eigenvalue s on the 1-vector) and, for FMMC, w ≥ 0 and
+    1 − |B|w ≥ 0. Start: Metropolis weights (strictly FMMC-feasible), s above their SLEM,
+    X = I. Stop when the duality gap ⟨X, S⟩ ≤ tol·(1 + s) with the primal residual small,
+    or when the iterates reach the limits of float64 with the gap already below 1e-7.
+    """
+    state = _PrimalDual(graph, nonnegative)
+    n, m = state.n, state.m
+    w0 = metropolis_edge_weights(graph)
+    s0 = _slem_of(n, state.edges, w0)
+    y = np.concatenate([w0, [s0 + 0.1 * (1.0 - s0) + 1e-3]])
+    primal = [state.eye.copy(), state.eye.copy()] + ([np.ones(m), np.ones(n)] if nonnegative else [])
+    status, gap, iterations = "max_iterations", np.inf, max_iterations
+    for iteration in range(max_iterations):
+        dual = state.slacks(y)
+        gap = float(sum(np.vdot(x, s) for x, s in zip(primal, dual, strict=True)))
+        residual = state.target - state.adjoint(primal)
+        scale = 1.0 + np.abs(primal[0]).max()
+        if gap <= tol * (1.0 + abs(y[m])) and np.linalg.norm(residual) <= 1e-7 * scale:
+            status, iterations = "optimal", iteration
+            break
+        try:
+            state.prepare(y, primal, dual, gap / state.dimension)
+            _, slack_aff, primal_aff = state.direction(0.0, None)
+            p_len, d_len = (min(1.0, x) for x in state.step_lengths(slack_aff, primal_aff))
+            gap_aff = sum(
+                float(np.vdot(x + p_len * dx, s + d_len * ds))
+                for x, dx, s, ds in zip(primal, primal_aff, dual, slack_aff, strict=True)
+            )
+            sigma = min(1.0, max(0.0, gap_aff / gap)) ** 3
+            dy, d_slack, d_primal = state.direction(sigma, (slack_aff, primal_aff))
+            p_len, d_len = state.step_lengths(d_slack, d_primal)
+        except np.linalg.LinAlgError:
+            # The iterates hit float64's limits (X or S numerically singular): stop here.
+            status = "optimal" if gap <= 1e-7 * (1.0 + abs(y[m])) else "inaccurate"
+            iterations = iteration
+            break
+        p_len, d_len = min(1.0, 0.98 * p_len), min(1.0, 0.98 * d_len)
+        primal = [x + p_len * dx for x, dx in zip(primal, d_primal, strict=True)]
+        y = y + d_len * dy
+    return SdpSolution(y[:m].copy(), float(y[m]), status, iterations, "interior_point", gap=gap)
+
+
+# --------------------------------------------------------------------------- cvxpy reference
+
+
+def vec_laplacian_operator(b: sp.csc_matrix) -> sp.csr_matrix:
+    """K (n² × m) with K w = vec(B diag(w) Bᵀ) (column-major): built once per graph."""
+    n, m = b.shape
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
+    for e in range(m):
+        start, end = b.indptr[e], b.indptr[e + 1]
+        idx, data = b.indices[start:end], b.data[start:end]
+        for a, va in zip(idx, data, strict=True):
+            for c, vc in zip(idx, data, strict=True):
+                rows.append(int(a) + int(c) * n)
+                cols.append(e)
+                vals.append(float(va * vc))
+    return sp.csr_matrix((vals, (rows, cols)), shape=(n * n, m))
+
+
+def project_fmmc(weights: np.ndarray, graph: nx.Graph) -> np.ndarray:
+    """Onto {w ≥ 0, Σ_{e∋i} w_e ≤ 1}: clip, then project each over-full node's edges on the simplex.
+
+    Lowering a weight never overfills another node, so one sequential pass gives a feasible
+    point (close to, but not exactly, the Euclidean projection, which couples the nodes).
+    """
+    return _project_fmmc(weights, _incident_edges(graph))
+
+
+def _incident_edges(graph: nx.Graph) -> list[np.ndarray]:
+    edges = edge_list(graph)
+    incident: list[list[int]] = [[] for _ in range(graph.number_of_nodes())]
+    for k, (i, j) in enumerate(edges):
+        incident[i].append(k)
+        incident[j].append(k)
+    return [np.array(ks, dtype=np.int64) for ks in incident]
+
+
+def _project_fmmc(weights: np.ndarray, incident: list[np.ndarray]) -> np.ndarray:
+    weights = np.maximum(weights, 0.0)
+    for edges_of_node in incident:
+        z = weights[edges_of_node]
+        if z.sum() <= 1.0:
+            continue
+        u = np.sort(z)[::-1]
+        cumulative = np.cumsum(u) - 1.0
+        rho = np.nonzero(u - cumulative / np.arange(1, u.size + 1) > 0)[0][-1]
+        weights[edges_of_node] = np.maximum(z - cumulative[rho] / (rho + 1), 0.0)
+    return weights
+
+
+def cvxpy_sdp(graph: nx.Graph, nonnegative: bool, backend: str = "CLARABEL") -> SdpSolution:
+    """(G4)/(G5) through cvxpy: min s s.t. −sI ⪯ I − B diag(w) Bᵀ − J ⪯ sI (+ FMMC bounds)."""
+    import cvxpy as cp
+
+    _, b = incidence_matrix(graph)
+    n, m = b.shape
+    if backend not in cp.installed_solvers():
+        raise RuntimeError(f"cvxpy solver {backend} is not installed (have {cp.installed_solvers()})")
+    w = cp.Variable(m)
+    s = cp.Variable()
+    lap = cp.reshape(vec_laplacian_operator(b) @ w, (n, n), order="F")
+    shifted = np.eye(n) - np.full((n, n), 1.0 / n) - lap
+    shifted = (shifted + shifted.T) / 2  # symmetric by construction; this tells cvxpy so
+    constraints = [shifted << s * np.eye(n), shifted >> -s * np.eye(n)]
+    if nonnegative:
+        constraints += [w >= 0, abs(b) @ w <= 1]
+    problem = cp.Problem(cp.Minimize(s), constraints)
+    options: dict[str, Any] = {"scale": 0.01} if backend == "SCS" else {}  # measured: 3-30x fewer iterations
+    problem.solve(solver=backend, **options)
+    if w.value is None or problem.status not in ("optimal", "optimal_inaccurate"):
+        raise RuntimeError(f"{backend} returned status {problem.status}")
+    weights = np.asarray(w.value, dtype=np.float64)
+    if nonnegative:  # solver tolerance can leave w_e = −1e-9 or a load of 1 + 1e-9
+        weights = project_fmmc(weights, graph)
+    status = "optimal" if problem.status == "optimal" else "inaccurate"
+    iterations = int(problem.solver_stats.num_iters or 0)
+    return SdpSolution(weights, float(problem.value), status, iterations, f"cvxpy:{backend}")
+
+
+# --------------------------------------------------------------------------- first order
+
+
+def _extreme_eigenpairs(
+    n: int, edges: list[tuple[int, int]], w: np.ndarray
+) -> tuple[tuple[float, np.ndarray], tuple[float, np.ndarray]]:
+    """Smallest and largest eigenpairs of W(w) − J.
+
+    Dense LAPACK: one ``eigh`` for small n, two subset-by-index (MRRR) solves from 128 nodes,
+    about 2x cheaper at n = 500. Warm-started Lanczos on the sparse W was measured too: no
+    faster on the ring, whose spectrum is clustered near 1, and less predictable.
+    """
+    shifted = np.eye(n) - laplacian_from_weights(n, edges, w) - 1.0 / n
+    if n < 128:
+        values, vectors = np.linalg.eigh(shifted)
+        return (float(values[0]), vectors[:, 0]), (float(values[-1]), vectors[:, -1])
+    lo_val, lo_vec = sla.eigh(shifted, subset_by_index=[0, 0], driver="evr")
+    hi_val, hi_vec = sla.eigh(shifted, subset_by_index=[n - 1, n - 1], driver="evr")
+    return (float(lo_val[0]), lo_vec[:, 0]), (float(hi_val[0]), hi_vec[:, 0])
+
+
+def first_order(
+    graph: nx.Graph, nonnegative: bool, *, iterations: int | None = None, step: float = 1.0
+) -> SdpSolution:
+    """Projected subgradient on SLEM(w), best iterate kept (Boyd, Diaconis & Xiao 2004, §5).
+
+    Subgradient: −(u_i − u_j)² per edge when SLEM = λ_max(W − J) with unit eigenvector u,
+    +(v_i − v_j)² when SLEM = −λ_min with eigenvector v. Step α_k = step·mean(w₀)/√(k+1)
+    along the normalised subgradient from Metropolis weights, so the result is never worse
+    than Metropolis. On small graphs 1000 steps come within about 1e-3 of the SDP optimum.
+    """
+    edges = edge_list(graph)
+    n, m = graph.number_of_nodes(), len(edges)
+    heads = np.array([e[0] for e in edges], dtype=np.int64)
+    tails = np.array([e[1] for e in edges], dtype=np.int64)
+    if iterations is None:
+        iterations = 1000 if n < 200 else 200
+    incident = _incident_edges(graph)
+    w = metropolis_edge_weights(graph)
+    alpha0 = step * float(w.mean()) if m else 0.0
+    best, best_value = w.copy(), np.inf
+    for k in range(iterations + 1):
+        (low, low_vec), (high, high_vec) = _extreme_eigenpairs(n, edges, w)
+        value = max(high, -low)
+        if value < best_value:
+            best, best_value = w.copy(), value
+        if k == iterations:
+            break
+        if high >= -low:
+            grad = -((high_vec[heads] - high_vec[tails]) ** 2)
+        else:
+            grad = (low_vec[heads] - low_vec[tails]) ** 2
+        norm = float(np.linalg.norm(grad))
+        if norm == 0.0:
+            break
+        w = w - (alpha0 / np.sqrt(k + 1.0)) * grad / norm
+        if nonnegative:
+            w = _project_fmmc(w, incident)
+    return SdpSolution(best, float(best_value), "max_iterations", iterations, "first_order")
