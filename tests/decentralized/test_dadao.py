@@ -116,3 +116,21 @@ def test_same_seed_same_trajectory_other_seed_other_events(tmp_path):
 
     assert rows(a) == rows(b)
     assert [r["communications"] for r in rows(a)] != [r["communications"] for r in rows(c)]
+
+
+def test_the_running_average_follows_the_official_code():
+    """Every event touching node i adds x_i as stored before the event (no flow) to i's sum."""
+    algorithm, _ = _algorithm(_raw(algorithm={"name": "dadao", "batch_size": 4}))
+    i, j = algorithm.edges[0]
+    stored = {}
+    for step, t in enumerate((0.5, 1.0, 1.7)):
+        stored[step] = algorithm.state[i, 0].copy()
+        if step == 1:
+            algorithm.on_edge(i, j, t)
+        else:
+            algorithm.on_compute(i, t)
+    expected = (stored[0] + stored[1] + stored[2]) / 3
+    np.testing.assert_array_equal(algorithm.averaged_models()[i], expected)
+    assert algorithm.iterate_count[j] == 1
+    untouched = next(k for k in range(6) if k not in (i, j))
+    assert not algorithm.averaged_models()[untouched].any()  # no event yet: 0, as the code's 0/eps
