@@ -11,8 +11,6 @@ Metrics are those of the average model x̄ = (1/N) Σ x_i, plus the consensus di
 
 from __future__ import annotations
 
-import logging
-import time
 from dataclasses import asdict
 from typing import Any
 
@@ -24,14 +22,13 @@ from flsim.algorithms.gossip import GossipAlgorithm
 from flsim.compression.config import build_compressor
 from flsim.config.schema import Scenario
 from flsim.engine.host import build_algorithm
+from flsim.engine.loop import RoundLoop
 from flsim.engine.node_host import Rows
 from flsim.engine.simulation import Counters
 from flsim.engine.system import SystemModel
 from flsim.progress import ProgressReporter
 from flsim.results.writer import RunWriter
 from flsim.tasks.base import Task
-
-log = logging.getLogger("flsim")
 
 
 def mixing_rows(weights: np.ndarray) -> Rows:
@@ -43,7 +40,7 @@ def mixing_rows(weights: np.ndarray) -> Rows:
     return rows
 
 
-class GossipSimulation:
+class GossipSimulation(RoundLoop):
     def __init__(
         self,
         scenario: Scenario,
@@ -94,7 +91,7 @@ class GossipSimulation:
         self.counters.bytes_down += q * sent_per_step * self.value_bytes
         self.counters.grad_evals += sum(w.grad_evals for w in work)
 
-    def run_round(self, round_index: int) -> None:
+    def run_round(self, round_index: int) -> list[Any]:
         weights = self.schedule.weights(round_index)
         if self.algorithm.config.order == "gossip_first":
             mixed = self._gossip(self.backend.current(), weights, round_index)
@@ -105,13 +102,14 @@ class GossipSimulation:
             self.backend.finish(self._gossip(sent, weights, round_index), round_index)
         self._account(work, weights, round_index)
         self.counters.round = round_index + 1
+        return []
 
     # -- metrics, checkpoints ---------------------------------------------------------------
     def models(self) -> list[Tensor]:
         models = self.backend.gather(self.backend.current())
         return [models[node] for node in range(self.task.num_clients)]
 
-    def metrics_row(self) -> dict[str, Any]:
+    def metrics_row(self, replies: Any = None) -> dict[str, Any]:
         models = self.models()
         average = torch.zeros_like(models[0])
         for x in models:
@@ -132,25 +130,3 @@ class GossipSimulation:
     def restore(self, state: dict[str, Any]) -> None:
         self.counters = Counters(**state["counters"])
         self.backend.put_states(state["nodes"])
-
-    def run(self) -> dict[str, Any]:
-        sc = self.scenario
-        wall_start = time.perf_counter() - self.counters.wall_time
-        last_row: dict[str, Any] = {}
-        if self.counters.round == 0:
-            last_row = self.metrics_row()
-            self.writer.append_metrics(last_row)
-        self.progress.start(sc.rounds, self.counters.round)
-        while self.counters.round < sc.rounds:
-            round_index = self.counters.round
-            self.run_round(round_index)
-            self.counters.wall_time = time.perf_counter() - wall_start
-            done = round_index + 1
-            if done % sc.eval.every == 0 or done == sc.rounds:
-                last_row = self.metrics_row()
-                self.writer.append_metrics(last_row)
-            if sc.checkpoint.every and done % sc.checkpoint.every == 0:
-                self.writer.save_checkpoint(self.checkpoint_state())
-            self.progress.advance(done, last_row)
-        self.progress.stop()
-        return last_row or self.writer.read_metrics()[-1]

@@ -8,25 +8,22 @@ scheduled on the heap at T + latency(down) + compute(steps) + latency(up) and po
 
 from __future__ import annotations
 
-import logging
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors
-from flsim.backends.base import Backend, WorkerLost
+from flsim.backends.base import Backend
 from flsim.config.schema import Scenario
 from flsim.engine.channels import DownlinkChannel
 from flsim.engine.events import EventQueue
 from flsim.engine.host import build_algorithm, initial_model
+from flsim.engine.loop import RoundLoop
 from flsim.engine.rng import torch_rng
 from flsim.engine.sampling import sample_clients
 from flsim.engine.system import SystemModel
 from flsim.progress import ProgressReporter
 from flsim.results.writer import RunWriter
 from flsim.tasks.base import Task
-
-log = logging.getLogger("flsim")
 
 #: The round index clients see during an algorithm's initial phase (before round 0).
 INIT_ROUND = -1
@@ -57,7 +54,7 @@ class Counters:
     wall_time: float = 0.0
 
 
-class RoundSimulation:
+class RoundSimulation(RoundLoop):
     def __init__(
         self,
         scenario: Scenario,
@@ -180,45 +177,3 @@ class RoundSimulation:
         self.backend.put_states(state["clients"])
         self.initialized = state.get("initialized", True)
         self.downlink.public = dict(state.get("downlink", {}))
-
-    def run(self) -> dict[str, Any]:
-        """Run (or continue) to ``scenario.rounds``; returns the last metrics row.
-
-        If the backend loses a worker, the run rewinds to its last checkpoint (kept in
-        memory as well as on disk) and replays from there. Determinism makes the replay
-        produce exactly the rounds that were lost, so the final metrics are unchanged.
-        """
-        sc = self.scenario
-        wall_start = time.perf_counter() - self.counters.wall_time
-        last_row: dict[str, Any] = {}
-        self.initialize()
-        if self.counters.round == 0:
-            last_row = self.metrics_row([])
-            self.writer.append_metrics(last_row)
-        rewind_point = self.checkpoint_state()
-        recoveries = 0
-        self.progress.start(sc.rounds, self.counters.round)
-        while self.counters.round < sc.rounds:
-            round_index = self.counters.round
-            try:
-                replies = self.run_round(round_index)
-            except WorkerLost as exc:
-                recoveries += 1
-                if recoveries > sc.backend.max_recoveries:
-                    raise
-                log.warning("%s; rewinding to round %d", exc, rewind_point["counters"]["round"])
-                self.backend.recover()
-                self.restore(rewind_point)
-                self.writer.truncate_metrics(self.counters.round)
-                continue
-            self.counters.wall_time = time.perf_counter() - wall_start
-            done = round_index + 1
-            if done % sc.eval.every == 0 or done == sc.rounds:
-                last_row = self.metrics_row(replies)
-                self.writer.append_metrics(last_row)
-            if sc.checkpoint.every and done % sc.checkpoint.every == 0:
-                rewind_point = self.checkpoint_state()
-                self.writer.save_checkpoint(rewind_point)
-            self.progress.advance(done, last_row)
-        self.progress.stop()
-        return last_row or self.writer.read_metrics()[-1]

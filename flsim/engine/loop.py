@@ -1,0 +1,82 @@
+"""The round loop shared by the synchronous, buffered and gossip drivers.
+
+A driver provides ``run_round(t)``, ``metrics_row(replies)``, ``checkpoint_state()``,
+``restore(state)`` and ``initialize()``, plus ``scenario``, ``counters``, ``backend``,
+``writer`` and ``progress``; this loop evaluates, checkpoints and recovers the same way for
+all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flsim.backends.base import WorkerLost
+
+log = logging.getLogger("flsim")
+
+
+class RoundLoop:
+    scenario: Any
+    counters: Any
+    backend: Any
+    writer: Any
+    progress: Any
+
+    def initialize(self) -> None:
+        """A phase before round 0 (FedAMD's table); nothing by default."""
+
+    def run_round(self, round_index: int) -> Any:
+        raise NotImplementedError
+
+    def metrics_row(self, replies: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def restore(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def run(self) -> dict[str, Any]:
+        """Run (or continue) to ``scenario.rounds``; returns the last metrics row.
+
+        If the backend loses a worker, the run rewinds to its last checkpoint (kept in
+        memory as well as on disk) and replays from there. Determinism makes the replay
+        produce exactly the rounds that were lost, so the final metrics are unchanged.
+        """
+        sc = self.scenario
+        wall_start = time.perf_counter() - self.counters.wall_time
+        last_row: dict[str, Any] = {}
+        self.initialize()
+        if self.counters.round == 0:
+            last_row = self.metrics_row([])
+            self.writer.append_metrics(last_row)
+        rewind_point = self.checkpoint_state()
+        recoveries = 0
+        self.progress.start(sc.rounds, self.counters.round)
+        while self.counters.round < sc.rounds:
+            round_index = self.counters.round
+            try:
+                replies = self.run_round(round_index)
+            except WorkerLost as exc:
+                recoveries += 1
+                if recoveries > sc.backend.max_recoveries:
+                    raise
+                log.warning("%s; rewinding to round %d", exc, rewind_point["counters"]["round"])
+                self.backend.recover()
+                self.restore(rewind_point)
+                self.writer.truncate_metrics(self.counters.round)
+                continue
+            self.counters.wall_time = time.perf_counter() - wall_start
+            done = round_index + 1
+            if done % sc.eval.every == 0 or done == sc.rounds:
+                last_row = self.metrics_row(replies)
+                self.writer.append_metrics(last_row)
+            if sc.checkpoint.every and done % sc.checkpoint.every == 0:
+                rewind_point = self.checkpoint_state()
+                self.writer.save_checkpoint(rewind_point)
+            self.progress.advance(done, last_row)
+        self.progress.stop()
+        return last_row or self.writer.read_metrics()[-1]
