@@ -62,6 +62,11 @@ class SweepOutcome:
 
 
 def _format_value(value: Any) -> str:
+    """A short, path-safe label part: mappings and lists flatten to their values."""
+    if isinstance(value, dict):
+        return "-".join(_format_value(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return "-".join(_format_value(v) for v in value)
     return str(value).replace("/", "_").replace(" ", "")
 
 

@@ -93,6 +93,10 @@ def validate_scenario(raw: dict[str, Any]) -> Scenario:
         # Checks that need the scenario as well (buffer_size <= task.num_clients, ...).
         REGISTRY[config.name].validate_against(config, scenario)
         mode = getattr(REGISTRY[config.name], "mode", "sync")
+        if scenario.topology is not None and mode in ("gossip", "events"):
+            from flsim.topology.schedule import check_topology
+
+            check_topology(scenario.topology, scenario.task.num_clients, scenario.seed)
         if scenario.time == "wall" and mode != "events":
             raise ConfigError(
                 "time", "wall", f"wall-clock mode runs event-driven algorithms, not {mode!r} ones"

@@ -46,6 +46,7 @@ def describe_topology(
         "degree_mean": float(np.mean(degrees)),
         "diameter": int(nx.diameter(graph)) if graph.number_of_nodes() <= 2000 else None,
         "laplacian_lambda2": laplacian_lambda2(graph),
+        "lambda2": laplacian_lambda2(graph),  # short alias: λ₂(L), the algebraic connectivity
         "chi1": rates.chi1,
         "chi2": rates.chi2,
         "uniform_total_rate": rates.uniform_total_rate,
@@ -60,7 +61,7 @@ def _edge_weight_rows(result: Mixing) -> list[dict[str, Any]]:
     return [{"edge": [int(i), int(j)], "weight": float(result.weights[i, j])} for i, j in result.edges]
 
 
-def topology_rates(spec: str | nx.Graph, *, seed: int = 0, formulation: str = "flow") -> EdgeRates:
+def topology_rates(spec: str | nx.Graph, *, seed: int = 0, formulation: str = "barrier") -> EdgeRates:
     """(A6) optimal per-edge rates of the graph ``spec`` names."""
     graph = spec if isinstance(spec, nx.Graph) else graph_from_spec(spec, seed=seed)
     return optimal_rates(graph, formulation=formulation)
@@ -95,9 +96,10 @@ def _print_table(title: str, rows: list[tuple[str, Any]], out: Any) -> None:
 
 
 def plot_topology(graph: nx.Graph, mixing: Mixing, path: str | Path, *, seed: int = 0) -> Path:
-    """Draw the graph, edge widths ∝ gossip weights: matplotlib, else plotly + kaleido.
+    """Draw the graph, edge widths ∝ gossip weights: matplotlib, else plotly + kaleido, else
+    the built-in NumPy/zlib PNG writer (:mod:`flsim.topology.png`, PNG only, no labels).
 
-    Raises :class:`ConfigError` (key ``--plot``) naming what to install when neither is there.
+    Raises :class:`ConfigError` (key ``--plot``) naming what to install for other formats.
     """
     target = Path(path)
     positions = _layout(graph, seed)
@@ -143,9 +145,17 @@ def plot_topology(graph: nx.Graph, mixing: Mixing, path: str | Path, *, seed: in
         figure.update_layout(title=f"{mixing.method}: SLEM {mixing.slem:.4f}", width=600, height=600)
         figure.write_image(str(target))
         return target
-    raise ConfigError(
-        "--plot", str(path), "plotting needs matplotlib (pip install matplotlib), or plotly with kaleido"
-    )
+    if target.suffix.lower() != ".png":
+        raise ConfigError(
+            "--plot",
+            str(path),
+            "without matplotlib (pip install matplotlib) or plotly + kaleido only .png output is available",
+        )
+    from flsim.topology.png import draw_graph_png
+
+    title = f"{mixing.method}: SLEM {mixing.slem:.4f}"
+    signed = [float(mixing.weights[i, j]) for i, j in mixing.edges]
+    return draw_graph_png(positions, mixing.edges, signed, target, title=title)
 
 
 def _layout(graph: nx.Graph, seed: int) -> dict[int, tuple[float, float]]:

@@ -20,6 +20,12 @@ the uniform allocation's χ₁, then golden-section refinement. The returned rat
 numerically: χ₁χ₂ ≤ ½(1 + 1e-9) is asserted. Uniform rates are returned (method
 ``uniform``) when the SDP does not beat them, which is the expected outcome on
 edge-transitive graphs.
+
+Default solver: every constraint of SDP(a) is jointly linear in (λ, 1/a), so min_a SDP(a) is a
+single convex problem; :mod:`flsim.topology.rates_ipm` solves it with a structured barrier
+method (one solve, n = 50 in about 2 s against minutes for the search) and the search above
+remains as ``formulation="flow"``/``"lmi"`` and as the fallback. Both end in the same
+numerical post-check.
 """
 
 from __future__ import annotations

@@ -83,10 +83,7 @@ class _RateBarrier:
         if np.any(slack <= 0):
             return math.inf
         return float(
-            t * rates.sum()
-            - np.log(rates).sum()
-            - 2.0 * np.log(np.diag(shifted)).sum()
-            - np.log(slack).sum()
+            t * rates.sum() - np.log(rates).sum() - 2.0 * np.log(np.diag(shifted)).sum() - np.log(slack).sum()
         )
 
     def resistances(self, rates: np.ndarray) -> np.ndarray:
@@ -180,5 +177,7 @@ def solve_rates(
         if gap <= rtol * rates.sum():
             break
         t *= mu
-    logger.debug("rate barrier: total %.9g, tau %.6g, gap %.2g, %d Newton steps", rates.sum(), tau, gap, steps)
+    logger.debug(
+        "rate barrier: total %.9g, tau %.6g, gap %.2g, %d Newton steps", rates.sum(), tau, gap, steps
+    )
     return RateSolution(rates, float(tau), float(gap), steps)

@@ -61,7 +61,8 @@ def graph_for(config: TopologyConfig, num_nodes: int, seed: int, round_index: in
         entry: dict[str, Any] | str = (
             config.file if config.file is not None else {"kind": config.kind, "params": config.params}
         )
-        graph = _entry_graph(entry, num_nodes, graph_seed, draw, "topology")
+        key = "topology.file" if config.file is not None else "topology"
+        graph = _entry_graph(entry, num_nodes, graph_seed, draw, key)
     return validate_graph(graph, num_nodes)
 
 
@@ -175,3 +176,20 @@ class TopologySchedule:
 def build_schedule(config: TopologyConfig, num_nodes: int, seed: int) -> TopologySchedule:
     """The schedule a scenario's ``topology`` section describes for ``num_nodes`` clients."""
     return TopologySchedule(config, num_nodes, seed)
+
+
+def check_topology(config: TopologyConfig, num_nodes: int, seed: int) -> None:
+    """Build (no SDP) every graph a run would start from and validate it, at load time.
+
+    Issue 4 asks for a disconnected graph, a self-loop or a node count different from
+    ``task.num_clients`` to be a load-time error: this raises the same keyed
+    :class:`~flsim.config.errors.ConfigError` as :func:`graph_for` would in round 0, for the
+    fixed graph, round 0 of ``random_each_round``, every ``cycle`` entry, and the base graph
+    ``k_peers`` draws peers from. Meant to be called from scenario validation (``flsim
+    validate``), before a run directory exists.
+    """
+    if config.time_varying == "cycle":
+        for index in range(len(config.cycle_entries())):
+            graph_for(config, num_nodes, seed, index)
+    elif config.time_varying != "k_peers" or config.kind is not None or config.file is not None:
+        graph_for(config, num_nodes, seed, 0)
