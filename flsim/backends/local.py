@@ -1,9 +1,9 @@
-"""The embedded backend: one in-process client host. The reference for every other backend."""
+"""The embedded backend: one in-process host. The reference for every other backend."""
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from torch import Tensor
 
@@ -14,25 +14,26 @@ from flsim.engine.host import ClientHost
 from flsim.engine.node_host import NodeHost, NodeWork, Rows
 from flsim.tasks.base import Task
 
+HostT = TypeVar("HostT", ClientHost, NodeHost)
 
-class LocalBackend(Backend):
+
+class _InProcess(Generic[HostT]):
+    """One host of clients or nodes in this process, sharing the driver's task."""
+
+    host_class: type[HostT]
+
     def __init__(self, scenario: Scenario, task: Task | None = None) -> None:
         self.scenario = scenario
         self.task = task
-        self.host: ClientHost | None = None
+        self.host: HostT | None = None
 
     def start(self) -> None:
-        self.host = ClientHost(self.scenario, self.task)
+        self.host = self.host_class(self.scenario, self.task)
 
-    def _require_host(self) -> ClientHost:
+    def _require_host(self) -> HostT:
         if self.host is None:
             raise RuntimeError("backend not started")
         return self.host
-
-    def run_clients(
-        self, message: Tensors, clients: list[int], round_index: int, stream: int | None = None
-    ) -> list[Reply]:
-        return self._require_host().run_clients(message, clients, round_index, stream)
 
     def get_states(self) -> dict[int, Tensors]:
         return self._require_host().export_states()
@@ -44,26 +45,27 @@ class LocalBackend(Backend):
         return {"kind": "local", "pid": os.getpid()}
 
     def shutdown(self) -> None:
-        if self.host is not None:
-            self.host.close()
+        close = getattr(self.host, "close", None)
+        if close is not None:
+            close()  # deletes spilled client state, if any
         self.host = None
 
 
-class LocalNodeBackend:
+class LocalBackend(_InProcess[ClientHost], Backend):
+    """Round-based clients in process."""
+
+    host_class = ClientHost
+
+    def run_clients(
+        self, message: Tensors, clients: list[int], round_index: int, stream: int | None = None
+    ) -> list[Reply]:
+        return self._require_host().run_clients(message, clients, round_index, stream)
+
+
+class LocalNodeBackend(_InProcess[NodeHost]):
     """Decentralized nodes in process. A vector set is a plain ``{node: tensor}`` dict."""
 
-    def __init__(self, scenario: Scenario, task: Task | None = None) -> None:
-        self.scenario = scenario
-        self.task = task
-        self.host: NodeHost | None = None
-
-    def start(self) -> None:
-        self.host = NodeHost(self.scenario, self.task)
-
-    def _require_host(self) -> NodeHost:
-        if self.host is None:
-            raise RuntimeError("backend not started")
-        return self.host
+    host_class = NodeHost
 
     def nodes(self) -> list[int]:
         return list(range(self.scenario.task.num_clients))
@@ -84,15 +86,3 @@ class LocalNodeBackend:
 
     def gather(self, vectors: dict[int, Tensor]) -> dict[int, Tensor]:
         return vectors
-
-    def get_states(self) -> dict[int, Tensors]:
-        return self._require_host().export_states()
-
-    def put_states(self, states: dict[int, Tensors]) -> None:
-        self._require_host().import_states(states)
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": "local", "pid": os.getpid()}
-
-    def shutdown(self) -> None:
-        self.host = None

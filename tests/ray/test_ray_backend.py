@@ -16,19 +16,7 @@ from flsim.algorithms import REGISTRY
 from flsim.backends.ray_backend import RayBackend
 from tests.builders import metrics_without_wall_time, tiny_digits, tiny_linreg
 
-ray = pytest.importorskip("ray")
-pytestmark = pytest.mark.ray
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    ray.init(
-        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False
-    )
-    try:
-        yield
-    finally:
-        ray.shutdown()
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 
 
 def _ray(raw: dict) -> dict:

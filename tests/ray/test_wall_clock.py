@@ -10,19 +10,7 @@ import pytest
 import flsim
 from tests.builders import metrics_without_wall_time, tiny_linreg
 
-ray = pytest.importorskip("ray")
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    ray.init(
-        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False
-    )
-    try:
-        yield
-    finally:
-        ray.shutdown()
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 
 
 def _wall_scenario() -> dict:
