@@ -38,6 +38,7 @@ from flsim.algorithms.events import EventAlgorithm, EventConfig, SynchronousEven
 from flsim.config.schema import Scenario
 from flsim.engine.host import initial_model
 from flsim.engine.rng import numpy_rng
+from flsim.engine.simulation import Counters
 from flsim.progress import ProgressReporter
 from flsim.results.writer import RunWriter
 from flsim.tasks.base import Task
@@ -55,15 +56,10 @@ BLOCK = 4096
 
 
 @dataclass
-class EventCounters:
-    round: int = 0
-    virtual_time: float = 0.0
-    events: int = 0
-    grad_evals: int = 0
+class EventCounters(Counters):
+    """The round drivers' accounting plus the number of communication events."""
+
     communications: int = 0
-    bytes_up: int = 0
-    bytes_down: int = 0
-    wall_time: float = 0.0
 
 
 @dataclass(frozen=True)
