@@ -199,8 +199,11 @@ def _execute(scenario: Scenario, writer: RunWriter, progress: str, resumed: bool
                 writer.truncate_metrics(simulation.counters.round)
             elif resumed:
                 writer.truncate_metrics(-1)
-            base_summary["placement"] = backend.describe()
+            base_summary["placement"] = backend.describe()  # kept if the run fails
             final = simulation.run()
+            # Placement after the run: actors replaced after a loss are the ones listed.
+            base_summary["placement"] = backend.describe()
+            base_summary["recoveries"] = simulation.recoveries
         writer.write_parquet()
     except BaseException as exc:
         writer.write_summary(

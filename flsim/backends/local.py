@@ -12,6 +12,7 @@ from flsim.backends.base import Backend
 from flsim.config.schema import Scenario
 from flsim.engine.host import ClientHost
 from flsim.engine.node_host import NodeHost, NodeWork, Rows
+from flsim.engine.server import ServerCore
 from flsim.tasks.base import Task
 
 HostT = TypeVar("HostT", ClientHost, NodeHost)
@@ -52,9 +53,22 @@ class _InProcess(Generic[HostT]):
 
 
 class LocalBackend(_InProcess[ClientHost], Backend):
-    """Round-based clients in process."""
+    """Round-based clients and their server in process."""
 
     host_class = ClientHost
+
+    def __init__(self, scenario: Scenario, task: Task | None = None) -> None:
+        super().__init__(scenario, task)
+        self._server: ServerCore | None = None
+
+    def start(self) -> None:
+        super().start()
+        self._server = ServerCore(self.scenario, self._require_host().task)
+
+    def server_role(self) -> ServerCore:
+        if self._server is None:
+            raise RuntimeError("backend not started")
+        return self._server
 
     def run_clients(
         self, message: Tensors, clients: list[int], round_index: int, stream: int | None = None

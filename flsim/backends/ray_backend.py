@@ -2,6 +2,13 @@
 
 * Client (or node) c lives on actor ``c % pool_size`` for the whole run, so its persistent
   state (control variates, duals, error buffers, x_i) never leaves that actor between rounds.
+* The server role of a round-based run is one more actor (:class:`RayServer`) that holds the
+  algorithm's server state. Its broadcast is an object reference handed straight to the
+  client actors; each client actor returns the accounting of its replies (small) to the
+  driver and every reply payload as its own object, whose reference the driver passes on to
+  the server actor. The driver never deserializes a model: it only schedules. (Ray keeps
+  payloads under 100 KB in the owner's, i.e. the driver's, memory store; larger ones go
+  actor to actor through the object store.)
 * Each actor builds the task from the scenario itself: no dataset crosses the network.
 * A round's broadcast is put in the object store once (``ray.put``) and every actor reads
   the same reference; gossip vectors move between actors as object references.
@@ -17,8 +24,10 @@ thread count and deterministic kernels.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from flsim.algorithms.base import Reply, Tensors
@@ -28,23 +37,44 @@ from flsim.config.schema import Scenario
 log = logging.getLogger("flsim.ray")
 
 
+def _with_payloads(replies: list[Reply], fetch: Callable[[list[Any]], list[Any]]) -> list[Reply]:
+    """``replies`` with every payload that is an object reference fetched (by ``fetch``).
+
+    Payloads restored from a checkpoint are tensors already and stay as they are.
+    """
+    import ray
+
+    where = [i for i, reply in enumerate(replies) if isinstance(reply.message, ray.ObjectRef)]
+    payloads = dict(zip(where, fetch([replies[i].message for i in where]), strict=True))
+    return [
+        dataclasses.replace(reply, message=payloads[i]) if i in payloads else reply
+        for i, reply in enumerate(replies)
+    ]
+
+
 class _Worker:
     """The actor body: hosts either a :class:`ClientHost` or a :class:`NodeHost` for one run."""
 
     def __init__(self) -> None:
         self.host: Any = None
         self.nodes: list[int] = []
+        self.timeout: float | None = None
 
     def configure(self, role: str, scenario_data: dict[str, Any], nodes: list[int]) -> None:
-        from flsim.engine.host import ClientHost
+        from flsim.engine.host import ClientHost, configure_torch
         from flsim.engine.node_host import NodeHost
+        from flsim.engine.server import ServerCore
 
         self.release()
         scenario = Scenario.model_validate(scenario_data)
+        configure_torch(scenario.backend.torch_threads)
+        self.timeout = scenario.backend.timeout_s
         if role == "clients":
             self.host = ClientHost(scenario)
         elif role == "nodes":
             self.host = NodeHost(scenario)
+        elif role == "server":
+            self.host = ServerCore(scenario)
         self.nodes = nodes
 
     def run_events(self, scenario_data: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -62,8 +92,41 @@ class _Worker:
     # -- clients --------------------------------------------------------------------------
     def run_clients(
         self, message: Tensors, clients: list[int], round_index: int, stream: int | None = None
-    ) -> list[Reply]:
-        return self.host.run_clients(message, clients, round_index, stream)
+    ) -> tuple[Any, ...]:
+        """(the replies' accounting without payloads, then each payload as its own return value).
+
+        Called with ``num_returns = 1 + len(clients)``, so each payload becomes its own object
+        that the driver can hand to the server actor without fetching it.
+        """
+        replies = self.host.run_clients(message, clients, round_index, stream)
+        return ([dataclasses.replace(r, message={}) for r in replies], *(r.message for r in replies))
+
+    # -- the server role --------------------------------------------------------------------
+    def _with_payloads(self, replies: list[Reply]) -> list[Reply]:
+        import ray
+
+        return _with_payloads(replies, lambda refs: ray.get(refs, timeout=self.timeout))
+
+    def init_phase(self, clients: list[int]) -> tuple[Tensors | None, dict[int, int]]:
+        return self.host.init_phase(clients)
+
+    def finish_init_phase(self, replies: list[Reply]) -> None:
+        self.host.finish_init_phase(self._with_payloads(replies))
+
+    def broadcast(self, round_index: int, clients: list[int]) -> tuple[Tensors, dict[int, int]]:
+        return self.host.broadcast(round_index, clients)
+
+    def aggregate(self, replies: list[Reply], round_index: int) -> None:
+        self.host.aggregate(self._with_payloads(replies), round_index)
+
+    def evaluate(self, train_loss: bool) -> dict[str, Any]:
+        return self.host.evaluate(train_loss)
+
+    def export_server(self) -> dict[str, Any]:
+        return self.host.export_state()
+
+    def import_server(self, state: dict[str, Any]) -> None:
+        self.host.import_state(state)
 
     # -- decentralized nodes --------------------------------------------------------------
     def current(self) -> dict[int, Any]:
@@ -143,12 +206,18 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
 
 
 class _RayPool:
-    """Acquires, configures, checks and returns the actors of one run."""
+    """Acquires, configures, checks and returns the actors of one run.
 
-    def __init__(self, scenario: Scenario, role: str, size: int | None = None) -> None:
+    ``cpus`` is what each actor reserves (default ``backend.cpus_per_actor``).
+    """
+
+    def __init__(
+        self, scenario: Scenario, role: str, size: int | None = None, cpus: float | None = None
+    ) -> None:
         self.scenario = scenario
         self.role = role
         self.fixed_size = size
+        self.cpus = scenario.backend.cpus_per_actor if cpus is None else cpus
         self.actors: list[Any] = []
         self.assignment: list[list[int]] = []
         self._owns_ray = False
@@ -166,14 +235,14 @@ class _RayPool:
 
     def _get(self, refs: list[Any]) -> list[Any]:
         import ray
-        from ray.exceptions import GetTimeoutError, RayActorError
+        from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError
 
         timeout = self.scenario.backend.timeout_s
         try:
             return ray.get(refs, timeout=timeout)
         except GetTimeoutError as exc:
             raise TimeoutError(f"a Ray actor did not answer within backend.timeout_s={timeout}s") from exc
-        except RayActorError as exc:
+        except (RayActorError, ObjectLostError) as exc:
             raise WorkerLost(f"a Ray actor died: {exc}") from exc
 
     def _new_actor(self) -> Any:
@@ -182,9 +251,7 @@ class _RayPool:
         # No automatic restarts: a restarted actor would silently come back with empty state;
         # the simulation restores it from the last checkpoint instead (see ``recover``).
         # SPREAD places the pool across every node of the cluster rather than packing it.
-        return ray.remote(
-            num_cpus=self.scenario.backend.cpus_per_actor, max_restarts=0, scheduling_strategy="SPREAD"
-        )(_Worker).remote()
+        return ray.remote(num_cpus=self.cpus, max_restarts=0, scheduling_strategy="SPREAD")(_Worker).remote()
 
     def _configure(self, indices: list[int]) -> None:
         data = self.scenario.model_dump(mode="json")
@@ -199,7 +266,7 @@ class _RayPool:
         size = self._size()
         n = self.scenario.task.num_clients
         self.assignment = [[c for c in range(n) if c % size == a] for a in range(size)]
-        idle = _IDLE.setdefault(_session_key(self.scenario.backend.cpus_per_actor), [])
+        idle = _IDLE.setdefault(_session_key(self.cpus), [])
         while idle and len(self.actors) < size:
             actor = idle.pop()
             try:
@@ -233,7 +300,7 @@ class _RayPool:
         try:
             self._get([actor.release.remote() for actor in self.actors])
             if not self._owns_ray:
-                _IDLE.setdefault(_session_key(self.scenario.backend.cpus_per_actor), []).extend(self.actors)
+                _IDLE.setdefault(_session_key(self.cpus), []).extend(self.actors)
         except (GetTimeoutError, RayActorError, TimeoutError, WorkerLost):
             log.warning("some actors did not release their state; killing them")
             for actor in self.actors:
@@ -258,30 +325,97 @@ class _RayPool:
         self._get([actor.import_states.remote(part) for actor, part in zip(self.actors, parts, strict=True)])
 
 
+class RayServer(_RayPool):
+    """The server role on its own actor; the driver holds only references to what it sends.
+
+    The actor reserves no CPU: it aggregates and evaluates while the client actors wait for
+    the next broadcast, so reserving one would only leave a core idle.
+    """
+
+    def __init__(self, scenario: Scenario) -> None:
+        super().__init__(scenario, "server", size=1, cpus=0)
+
+    def _call(self, method: str, *args: Any) -> Any:
+        return self._get([getattr(self.actors[0], method).remote(*args)])[0]
+
+    def init_phase(self, clients: list[int]) -> tuple[Any | None, dict[int, int]]:
+        message, bytes_down = self.actors[0].init_phase.options(num_returns=2).remote(clients)
+        bytes_down = self._get([bytes_down])[0]
+        return (message if bytes_down else None), bytes_down  # bytes exist iff a message does
+
+    def finish_init_phase(self, replies: list[Reply]) -> None:
+        self._call("finish_init_phase", replies)
+
+    def broadcast(self, round_index: int, clients: list[int]) -> tuple[Any, dict[int, int]]:
+        message, bytes_down = self.actors[0].broadcast.options(num_returns=2).remote(round_index, clients)
+        return message, self._get([bytes_down])[0]
+
+    def aggregate(self, replies: list[Reply], round_index: int) -> None:
+        self._call("aggregate", replies, round_index)
+
+    def evaluate(self, train_loss: bool) -> dict[str, Any]:
+        return self._call("evaluate", train_loss)
+
+    def export_state(self) -> dict[str, Any]:
+        return self._call("export_server")
+
+    def import_state(self, state: dict[str, Any]) -> None:
+        self._call("import_server", state)
+
+
 class RayBackend(_RayPool, Backend):
-    """Round-based clients on the pool: one batch of clients per actor per round."""
+    """Round-based clients on the pool (one batch per actor per round) and a server actor."""
 
     def __init__(self, scenario: Scenario) -> None:
         super().__init__(scenario, "clients")
+        self.server = RayServer(scenario)
+
+    def start(self) -> None:
+        super().start()  # may start Ray, so it comes first and shuts down last
+        self.server.start()
+
+    def server_role(self) -> RayServer:
+        return self.server
+
+    def recover(self) -> None:
+        super().recover()
+        self.server.recover()
+
+    def shutdown(self) -> None:
+        self.server.shutdown()
+        super().shutdown()
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "server": self.server.describe()["actors"][0]}
 
     def owner(self, client: int) -> int:
         return client % len(self.actors)
 
     def run_clients(
-        self, message: Tensors, clients: list[int], round_index: int, stream: int | None = None
+        self, message: Any, clients: list[int], round_index: int, stream: int | None = None
     ) -> list[Reply]:
+        """Replies carry accounting and a reference to their payload, which stays in Ray."""
         import ray
 
-        message_ref = ray.put(message)  # one copy in the object store for the whole round
+        if not isinstance(message, ray.ObjectRef):
+            message = ray.put(message)  # one copy in the object store for the whole round
         by_actor: dict[int, list[int]] = {}
         for client in clients:
             by_actor.setdefault(self.owner(client), []).append(client)
-        refs = [
-            self.actors[a].run_clients.remote(message_ref, by_actor[a], round_index, stream)
-            for a in sorted(by_actor)
+        calls = [
+            self.actors[a]
+            .run_clients.options(num_returns=1 + len(batch))
+            .remote(message, batch, round_index, stream)
+            for a, batch in sorted(by_actor.items())
         ]
-        replies = {reply.client: reply for batch in self._get(refs) for reply in batch}
+        replies: dict[int, Reply] = {}
+        for refs, metas in zip(calls, self._get([refs[0] for refs in calls]), strict=True):
+            for meta, payload in zip(metas, refs[1:], strict=True):
+                replies[meta.client] = dataclasses.replace(meta, message=payload)
         return [replies[client] for client in clients]
+
+    def materialize(self, replies: list[Reply]) -> list[Reply]:
+        return _with_payloads(replies, self._get)
 
 
 class RayCoordinator(_RayPool):

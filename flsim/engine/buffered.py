@@ -86,8 +86,7 @@ class BufferedSimulation(RoundSimulation):
         rng = numpy_rng(self.scenario.seed, "fedbuff.dispatch", 0, self.dispatches)
         clients = sorted(int(c) for c in rng.choice(idle, size=count, replace=False))
         version = self.counters.round
-        message = self.algorithm.broadcast(self.server, version)
-        bytes_down = {client: self.algorithm.bytes_down(message, client) for client in clients}
+        message, bytes_down = self.server_role.broadcast(version, clients)
         replies = self.backend.run_clients(message, clients, version, stream=self.dispatches)
         now = self.counters.virtual_time
         for reply in replies:
@@ -115,7 +114,7 @@ class BufferedSimulation(RoundSimulation):
             extras = {**job.reply.extras, "staleness": staleness}
             replies.append(dataclasses.replace(job.reply, extras=extras))
             self._staleness.append(staleness)
-        self.server = self.algorithm.aggregate(self.server, replies, version)
+        self.server_role.aggregate(replies, version)
         self.counters.round = version + 1
         return replies
 
@@ -152,9 +151,20 @@ class BufferedSimulation(RoundSimulation):
 
     def checkpoint_state(self) -> dict[str, Any]:
         state = super().checkpoint_state()
+        pending = self.queue.pending()
+        # Reply payloads may be object references (Ray); a checkpoint holds the tensors.
+        materialize = self.backend.materialize
+        pending_replies = materialize([event.payload.reply for event in pending])
+        buffer_replies = materialize([job.reply for job in self.buffer])
         state["buffered"] = {
-            "pending": [(event.time, dataclasses.replace(event.payload)) for event in self.queue.pending()],
-            "buffer": [dataclasses.replace(job, reply=_copy_reply(job.reply)) for job in self.buffer],
+            "pending": [
+                (event.time, dataclasses.replace(event.payload, reply=_copy_reply(reply)))
+                for event, reply in zip(pending, pending_replies, strict=True)
+            ],
+            "buffer": [
+                dataclasses.replace(job, reply=_copy_reply(reply))
+                for job, reply in zip(self.buffer, buffer_replies, strict=True)
+            ],
             "in_flight": dict(self.in_flight),
             "dispatches": self.dispatches,
             "peak_in_flight": self.peak_in_flight,

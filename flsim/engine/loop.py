@@ -23,6 +23,8 @@ class RoundLoop:
     backend: Any
     writer: Any
     progress: Any
+    #: Lost workers recovered from so far in this process (reported in ``summary.json``).
+    recoveries: int = 0
 
     def initialize(self) -> None:
         """A phase before round 0 (FedAMD's table); nothing by default."""
@@ -54,15 +56,14 @@ class RoundLoop:
             last_row = self.metrics_row([])
             self.writer.append_metrics(last_row)
         rewind_point = self.checkpoint_state()
-        recoveries = 0
         self.progress.start(sc.rounds, self.counters.round)
         while self.counters.round < sc.rounds:
             round_index = self.counters.round
             try:
                 replies = self.run_round(round_index)
             except WorkerLost as exc:
-                recoveries += 1
-                if recoveries > sc.backend.max_recoveries:
+                self.recoveries += 1
+                if self.recoveries > sc.backend.max_recoveries:
                     raise
                 log.warning("%s; rewinding to round %d", exc, rewind_point["counters"]["round"])
                 self.backend.recover()

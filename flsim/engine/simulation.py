@@ -1,9 +1,11 @@
 """The round-based driver: server, clients and the virtual clock on one event heap.
 
-Per round t (DESIGN.md §3): the server samples S_t and broadcasts at virtual time T. The
-backend runs the clients' updates as one batch of independent work. Each reply is then
-scheduled on the heap at T + latency(down) + compute(steps) + latency(up) and popped in
-(time, sequence) order; the synchronous server aggregates once every reply has arrived.
+Per round t (DESIGN.md §3): the driver samples S_t and the server role broadcasts at
+virtual time T. The backend runs the clients' updates as one batch of independent work.
+Each reply is then scheduled on the heap at T + latency(down) + compute(steps) +
+latency(up) and popped in (time, sequence) order; the synchronous server aggregates once
+every reply has arrived. The driver only schedules and accounts: the server state lives
+in the backend's server role (:mod:`flsim.engine.server`), in process or on a Ray actor.
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ from typing import Any
 from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors
 from flsim.backends.base import Backend
 from flsim.config.schema import Scenario
-from flsim.engine.channels import DownlinkChannel
 from flsim.engine.events import EventQueue
-from flsim.engine.host import build_algorithm, initial_model
+from flsim.engine.host import build_algorithm
 from flsim.engine.loop import RoundLoop
-from flsim.engine.rng import torch_rng
 from flsim.engine.sampling import sample_clients
+from flsim.engine.server import ServerRole
 from flsim.engine.system import SystemModel
 from flsim.progress import ProgressReporter
 from flsim.results.writer import RunWriter
@@ -55,6 +56,8 @@ class Counters:
 
 
 class RoundSimulation(RoundLoop):
+    """Schedules rounds; the server state lives in the backend's server role, not here."""
+
     def __init__(
         self,
         scenario: Scenario,
@@ -68,13 +71,19 @@ class RoundSimulation(RoundLoop):
         self.backend = backend
         self.writer = writer
         self.progress = progress
+        #: The driver's own instance, for hyperparameters only; the server's state is held by
+        #: ``server_role`` (in process, or on a Ray actor).
         self.algorithm: RoundAlgorithm = build_algorithm(scenario, task)
+        self.server_role: ServerRole = backend.server_role()
         self.system = SystemModel(scenario.system, scenario.seed, task.num_clients)
-        self.server: Tensors = self.algorithm.init_server(initial_model(scenario, task))
         self.counters = Counters()
         #: Whether the algorithm's initial phase (see :meth:`initialize`) has run.
         self.initialized = False
-        self.downlink = DownlinkChannel(scenario.compression)
+
+    @property
+    def server(self) -> Tensors:
+        """The server state (fetched from the server actor on Ray): for tests and inspection."""
+        return self.server_role.export_state()["server"]
 
     # -- one round ------------------------------------------------------------------------
     def _participants(self, round_index: int) -> list[int]:
@@ -104,16 +113,9 @@ class RoundSimulation(RoundLoop):
         return sorted(arrived, key=lambda r: r.client)
 
     def _exchange(
-        self, message: Tensors, clients: list[int], round_index: int, copy_bytes: int | None = None
+        self, message: Any, clients: list[int], round_index: int, bytes_down: dict[int, int]
     ) -> list[Reply]:
-        """Send ``message`` to ``clients``, run them, deliver and account for their replies.
-
-        ``copy_bytes`` overrides the algorithm's size of one copy (a compressed downlink).
-        """
-        bytes_down = {
-            client: self.algorithm.bytes_down(message, client) if copy_bytes is None else copy_bytes
-            for client in clients
-        }
+        """Send ``message`` to ``clients``, run them, deliver and account for their replies."""
         replies = self.backend.run_clients(message, clients, round_index)
         replies = self._deliver(replies, bytes_down, round_index)
         self.counters.bytes_down += sum(bytes_down.values())
@@ -130,31 +132,26 @@ class RoundSimulation(RoundLoop):
         """
         if self.initialized:
             return
-        message = self.algorithm.init_phase(self.server)
+        clients = list(range(self.task.num_clients))
+        message, bytes_down = self.server_role.init_phase(clients)
         if message is not None:
-            replies = self._exchange(message, list(range(self.task.num_clients)), INIT_ROUND)
-            self.server = self.algorithm.finish_init_phase(self.server, replies)
+            replies = self._exchange(message, clients, INIT_ROUND, bytes_down)
+            self.server_role.finish_init_phase(replies)
         self.initialized = True
 
     def run_round(self, round_index: int) -> list[Reply]:
         self.initialize()
         clients = self._participants(round_index)
-        message = self.algorithm.broadcast(self.server, round_index)
-        copy_bytes = None
-        if self.downlink.channel is not None:
-            generator = torch_rng(self.scenario.seed, "compression.downlink", 0, round_index)
-            message, copy_bytes = self.downlink.send(message, generator)
-        replies = self._exchange(message, clients, round_index, copy_bytes)
-        self.server = self.algorithm.aggregate(self.server, replies, round_index)
+        message, bytes_down = self.server_role.broadcast(round_index, clients)
+        replies = self._exchange(message, clients, round_index, bytes_down)
+        self.server_role.aggregate(replies, round_index)
         self.counters.round = round_index + 1
         return replies
 
     # -- metrics, checkpoints ---------------------------------------------------------------
     def metrics_row(self, replies: list[Reply]) -> dict[str, Any]:
         row: dict[str, Any] = asdict(self.counters)
-        row.update(
-            self.task.evaluate(self.algorithm.global_model(self.server), self.scenario.eval.train_loss)
-        )
+        row.update(self.server_role.evaluate(self.scenario.eval.train_loss))
         extras: dict[str, list[float]] = {}
         for reply in replies:
             for key, value in reply.extras.items():
@@ -165,15 +162,13 @@ class RoundSimulation(RoundLoop):
     def checkpoint_state(self) -> dict[str, Any]:
         return {
             "counters": asdict(self.counters),
-            "server": self.server,
+            **self.server_role.export_state(),  # "server" and "downlink"
             "clients": self.backend.get_states(),
             "initialized": self.initialized,
-            "downlink": dict(self.downlink.public),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.counters = Counters(**state["counters"])
-        self.server = state["server"]
+        self.server_role.import_state(state)
         self.backend.put_states(state["clients"])
         self.initialized = state.get("initialized", True)
-        self.downlink.public = dict(state.get("downlink", {}))

@@ -10,10 +10,16 @@ import os
 import signal
 
 import pytest
+import torch
 
 import flsim
 from flsim.algorithms import REGISTRY
+from flsim.api import is_decentralized
 from flsim.backends.ray_backend import RayBackend
+from flsim.config.loading import load_scenario
+from flsim.engine.gossip import GossipSimulation
+from flsim.engine.simulation import simulation_class
+from flsim.tasks import build_task
 from tests.builders import metrics_without_wall_time, tiny_digits, tiny_linreg
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
@@ -31,8 +37,11 @@ def test_every_algorithm_is_bit_identical_on_ray(tmp_path, algorithm):
     assert metrics_without_wall_time(local.run_dir) == metrics_without_wall_time(remote.run_dir)
     assert remote.summary["placement"]["kind"] == "ray"
     # Event-driven runs are sequential by nature and run on one coordinator actor.
-    expected_actors = 1 if getattr(REGISTRY[algorithm], "mode", "sync") == "events" else 2
+    mode = getattr(REGISTRY[algorithm], "mode", "sync")
+    expected_actors = 1 if mode == "events" else 2
     assert len(remote.summary["placement"]["actors"]) == expected_actors
+    # Round-based runs keep their server state on a server actor of its own.
+    assert ("server" in remote.summary["placement"]) == (mode in ("sync", "buffered"))
 
 
 def test_neural_network_task_is_bit_identical_on_ray(tmp_path):
@@ -42,26 +51,86 @@ def test_neural_network_task_is_bit_identical_on_ray(tmp_path):
     assert metrics_without_wall_time(local.run_dir) == metrics_without_wall_time(remote.run_dir)
 
 
-def test_killed_actor_is_replaced_and_the_run_replays_to_identical_metrics(tmp_path, monkeypatch):
-    raw = tiny_linreg(rounds=8, checkpoint={"every": 2}, eval={"every": 1})
+def _client_actor(placement: dict) -> int:
+    return placement["actors"][0]["pid"]
+
+
+def _server_actor(placement: dict) -> int:
+    return placement["server"]["pid"]
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "victim"),
+    [
+        ("fedavg", _client_actor),
+        ("fedavg", _server_actor),
+        ("fedamd", _server_actor),  # its server holds an N x d table
+        ("fedbuff", _client_actor),  # checkpoints hold replies still in flight
+        ("dpsgd", _client_actor),  # gossip nodes
+    ],
+    ids=["fedavg-client", "fedavg-server", "fedamd-server", "fedbuff-client", "dpsgd-node"],
+)
+def test_killed_actor_is_replaced_and_the_run_replays_to_identical_metrics(
+    tmp_path, monkeypatch, algorithm, victim
+):
+    base = tiny_linreg(rounds=8, checkpoint={"every": 2}, eval={"every": 1})
+    raw = REGISTRY[algorithm].example_scenario(base)
     reference = flsim.run(raw, run_dir=tmp_path / "local")
 
-    original = RayBackend.run_clients
+    scenario = load_scenario(raw)
+    driver = GossipSimulation if is_decentralized(scenario) else simulation_class(scenario)
+    original = driver.run_round
     killed = []
 
-    def kill_once(self, message, clients, round_index):
+    def kill_once(self, round_index):
         if round_index == 5 and not killed:
-            pid = self.describe()["actors"][0]["pid"]
+            pid = victim(self.backend.describe())
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
-        return original(self, message, clients, round_index)
+        return original(self, round_index)
 
-    monkeypatch.setattr(RayBackend, "run_clients", kill_once)
+    monkeypatch.setattr(driver, "run_round", kill_once)
     remote = flsim.run(_ray(raw), run_dir=tmp_path / "ray")
     assert killed, "the fault was never injected"
     assert metrics_without_wall_time(remote.run_dir) == metrics_without_wall_time(reference.run_dir)
     summary = json.loads((remote.run_dir / "summary.json").read_text())
     assert summary["status"] == "completed"
+    assert summary["recoveries"] == 1
+    assert killed[0] not in {actor["pid"] for actor in summary["placement"]["actors"]}
+
+
+def test_the_driver_only_holds_references_to_models(tmp_path):
+    """Broadcasts and reply payloads stay in Ray; the server actor's state matches in-process."""
+    import ray
+
+    from flsim.backends.local import LocalBackend
+
+    scenario = load_scenario(_ray(REGISTRY["scaffold"].example_scenario(tiny_linreg())))
+    task = build_task(scenario.task, scenario.seed)
+    remote, local = RayBackend(scenario), LocalBackend(scenario, task)
+    remote.start()
+    local.start()
+    try:
+        clients = [0, 3, 4]
+        for round_index in range(2):
+            message, bytes_down = remote.server_role().broadcast(round_index, clients)
+            local_message, local_bytes = local.server_role().broadcast(round_index, clients)
+            assert isinstance(message, ray.ObjectRef)
+            assert bytes_down == local_bytes
+            replies = remote.run_clients(message, clients, round_index)
+            assert all(isinstance(reply.message, ray.ObjectRef) for reply in replies)
+            assert [r.bytes_up for r in replies] == [r.bytes_up for r in remote.materialize(replies)]
+            remote.server_role().aggregate(replies, round_index)
+            local.server_role().aggregate(local.run_clients(local_message, clients, round_index), round_index)
+        remote_state = remote.server_role().export_state()["server"]
+        local_state = local.server_role().export_state()["server"]
+        assert remote_state.keys() == local_state.keys()
+        for key, value in local_state.items():
+            assert torch.equal(remote_state[key], value), key
+        assert remote.describe()["server"]["pid"] not in {a["pid"] for a in remote.describe()["actors"]}
+    finally:
+        remote.shutdown()
+        local.shutdown()
 
 
 def test_sweep_runs_as_parallel_ray_tasks_with_local_results(tmp_path):
