@@ -41,6 +41,16 @@ class RoundLoop:
     def restore(self, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def _give_up_message(self, exc: WorkerLost, rewind_round: int) -> str:
+        """The rewind point is the checkpoint on disk whenever one exists (saved or resumed from)."""
+        sc = self.scenario
+        where = (
+            f"continue it from round {rewind_round} with `flsim run --resume {self.writer.run_dir}`"
+            if self.writer.has_checkpoint()
+            else "no checkpoint was written (set checkpoint.every to make runs resumable)"
+        )
+        return f"{exc}; gave up after backend.max_recoveries={sc.backend.max_recoveries} recoveries; {where}"
+
     def run(self) -> dict[str, Any]:
         """Run (or continue) to ``scenario.rounds``; returns the last metrics row.
 
@@ -64,7 +74,7 @@ class RoundLoop:
             except WorkerLost as exc:
                 self.recoveries += 1
                 if self.recoveries > sc.backend.max_recoveries:
-                    raise
+                    raise WorkerLost(self._give_up_message(exc, rewind_point["counters"]["round"])) from exc
                 log.warning("%s; rewinding to round %d", exc, rewind_point["counters"]["round"])
                 self.backend.recover()
                 self.restore(rewind_point)

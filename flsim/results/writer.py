@@ -112,6 +112,9 @@ class RunWriter:
         torch.save(state, sink)
         atomic_write_bytes(self.run_dir / CHECKPOINT, sink.getvalue())
 
+    def has_checkpoint(self) -> bool:
+        return (self.run_dir / CHECKPOINT).exists()
+
     def load_checkpoint(self) -> dict[str, Any] | None:
         path = self.run_dir / CHECKPOINT
         if not path.exists():

@@ -15,6 +15,7 @@ import torch
 import flsim
 from flsim.algorithms import REGISTRY
 from flsim.api import is_decentralized
+from flsim.backends.base import WorkerLost
 from flsim.backends.ray_backend import RayBackend
 from flsim.config.loading import load_scenario
 from flsim.engine.gossip import GossipSimulation
@@ -59,6 +60,24 @@ def _server_actor(placement: dict) -> int:
     return placement["server"]["pid"]
 
 
+def _kill_before_round(monkeypatch, raw: dict, round_index: int, victim) -> list[int]:
+    """SIGKILL the ``victim`` actor's process once, just before ``round_index`` runs."""
+    scenario = load_scenario(raw)
+    driver = GossipSimulation if is_decentralized(scenario) else simulation_class(scenario)
+    original = driver.run_round
+    killed: list[int] = []
+
+    def kill_once(self, index):
+        if index == round_index and not killed:
+            pid = victim(self.backend.describe())
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        return original(self, index)
+
+    monkeypatch.setattr(driver, "run_round", kill_once)
+    return killed
+
+
 @pytest.mark.parametrize(
     ("algorithm", "victim"),
     [
@@ -77,19 +96,7 @@ def test_killed_actor_is_replaced_and_the_run_replays_to_identical_metrics(
     raw = REGISTRY[algorithm].example_scenario(base)
     reference = flsim.run(raw, run_dir=tmp_path / "local")
 
-    scenario = load_scenario(raw)
-    driver = GossipSimulation if is_decentralized(scenario) else simulation_class(scenario)
-    original = driver.run_round
-    killed = []
-
-    def kill_once(self, round_index):
-        if round_index == 5 and not killed:
-            pid = victim(self.backend.describe())
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-        return original(self, round_index)
-
-    monkeypatch.setattr(driver, "run_round", kill_once)
+    killed = _kill_before_round(monkeypatch, raw, 5, victim)
     remote = flsim.run(_ray(raw), run_dir=tmp_path / "ray")
     assert killed, "the fault was never injected"
     assert metrics_without_wall_time(remote.run_dir) == metrics_without_wall_time(reference.run_dir)
@@ -97,6 +104,23 @@ def test_killed_actor_is_replaced_and_the_run_replays_to_identical_metrics(
     assert summary["status"] == "completed"
     assert summary["recoveries"] == 1
     assert killed[0] not in {actor["pid"] for actor in summary["placement"]["actors"]}
+
+
+def test_a_run_out_of_recoveries_fails_clearly_and_resumes_to_identical_metrics(tmp_path, monkeypatch):
+    raw = tiny_linreg(rounds=8, checkpoint={"every": 2}, eval={"every": 1})
+    reference = flsim.run(raw, run_dir=tmp_path / "local")
+    killed = _kill_before_round(monkeypatch, raw, 5, _client_actor)
+    failing = _ray(raw)
+    failing["backend"]["max_recoveries"] = 0
+    run_dir = tmp_path / "ray"
+    with pytest.raises(WorkerLost, match=r"max_recoveries=0.*from round 4 with `flsim run --resume"):
+        flsim.run(failing, run_dir=run_dir)
+    assert killed
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "failed"
+    monkeypatch.undo()
+    resumed = flsim.resume(run_dir)
+    assert resumed.summary["status"] == "completed"
+    assert metrics_without_wall_time(run_dir) == metrics_without_wall_time(reference.run_dir)
 
 
 def test_the_driver_only_holds_references_to_models(tmp_path):
