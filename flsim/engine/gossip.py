@@ -51,11 +51,7 @@ class GossipSimulation(RoundLoop):
     ) -> None:
         from flsim.topology.schedule import build_schedule
 
-        self.scenario = scenario
-        self.task = task
-        self.backend = backend
-        self.writer = writer
-        self.progress = progress
+        super().__init__(scenario, task, backend, writer, progress)
         algorithm = build_algorithm(scenario, task)
         assert isinstance(algorithm, GossipAlgorithm)
         self.algorithm = algorithm

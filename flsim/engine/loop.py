@@ -1,9 +1,8 @@
 """The round loop shared by the synchronous, buffered and gossip drivers.
 
 A driver provides ``run_round(t)``, ``metrics_row(replies)``, ``checkpoint_state()``,
-``restore(state)`` and ``initialize()``, plus ``scenario``, ``counters``, ``backend``,
-``writer`` and ``progress``; this loop evaluates, checkpoints and recovers the same way for
-all of them.
+``restore(state)``, ``initialize()`` and ``counters``; this loop evaluates, checkpoints and
+recovers the same way for all of them.
 """
 
 from __future__ import annotations
@@ -18,13 +17,16 @@ log = logging.getLogger("flsim")
 
 
 class RoundLoop:
-    scenario: Any
     counters: Any
-    backend: Any
-    writer: Any
-    progress: Any
-    #: Lost workers recovered from so far in this process (reported in ``summary.json``).
-    recoveries: int = 0
+
+    def __init__(self, scenario: Any, task: Any, backend: Any, writer: Any, progress: Any) -> None:
+        self.scenario = scenario
+        self.task = task
+        self.backend = backend
+        self.writer = writer
+        self.progress = progress
+        #: Lost workers recovered from so far in this process (reported in ``summary.json``).
+        self.recoveries = 0
 
     def initialize(self) -> None:
         """A phase before round 0 (FedAMD's table); nothing by default."""

@@ -66,11 +66,7 @@ class RoundSimulation(RoundLoop):
         writer: RunWriter,
         progress: ProgressReporter,
     ) -> None:
-        self.scenario = scenario
-        self.task = task
-        self.backend = backend
-        self.writer = writer
-        self.progress = progress
+        super().__init__(scenario, task, backend, writer, progress)
         #: The driver's own instance, for hyperparameters only; the server's state is held by
         #: ``server_role`` (in process, or on a Ray actor).
         self.algorithm: RoundAlgorithm = build_algorithm(scenario, task)
