@@ -7,78 +7,50 @@ See ALGORITHMS.md section E. Layout:
   with explicit client and server state;
 * :mod:`~flsim.compression.kernels` — literal one-step recursions E1–E5 for n clients;
 * :mod:`~flsim.compression.config` — the ``compression`` scenario section and factories.
+
+Names are re-exported here but imported on first use (PEP 562), so that loading a scenario,
+which needs only the torch-free :mod:`~flsim.compression.config`, does not import torch.
 """
 
-from flsim.compression.channel import (
-    ClientChannelState,
-    ErrorFeedback,
-    MirrorState,
-    ServerChannelState,
-    UplinkChannel,
-)
-from flsim.compression.compressors import (
-    QSGD,
-    Compressed,
-    Compressor,
-    Identity,
-    Natural,
-    RandK,
-    ScaledSign,
-    ScaledToContractive,
-    TopK,
-    index_width,
-)
-from flsim.compression.config import (
-    CompressionConfig,
-    CompressorConfig,
-    build_compressor,
-    build_downlink_channel,
-    build_uplink_channel,
-    parse_compression,
-)
-from flsim.compression.kernels import (
-    EControlState,
-    EF14State,
-    EF21State,
-    compressed_sgd_step,
-    econtrol_init,
-    econtrol_step,
-    ef14_init,
-    ef14_step,
-    ef21_init,
-    ef21_step,
-)
+from __future__ import annotations
 
-__all__ = [
-    "QSGD",
-    "ClientChannelState",
-    "Compressed",
-    "CompressionConfig",
-    "Compressor",
-    "CompressorConfig",
-    "EControlState",
-    "EF14State",
-    "EF21State",
-    "ErrorFeedback",
-    "Identity",
-    "MirrorState",
-    "Natural",
-    "RandK",
-    "ScaledSign",
-    "ScaledToContractive",
-    "ServerChannelState",
-    "TopK",
-    "UplinkChannel",
-    "build_compressor",
-    "build_downlink_channel",
-    "build_uplink_channel",
-    "compressed_sgd_step",
-    "econtrol_init",
-    "econtrol_step",
-    "ef14_init",
-    "ef14_step",
-    "ef21_init",
-    "ef21_step",
-    "index_width",
-    "parse_compression",
-]
+from flsim.lazy import lazy_exports
+
+#: Public name -> the submodule that defines it.
+_SOURCES = {
+    "ClientChannelState": "channel",
+    "MirrorState": "channel",
+    "ServerChannelState": "channel",
+    "UplinkChannel": "channel",
+    "Compressed": "compressors",
+    "Compressor": "compressors",
+    "Identity": "compressors",
+    "Natural": "compressors",
+    "QSGD": "compressors",
+    "RandK": "compressors",
+    "ScaledSign": "compressors",
+    "ScaledToContractive": "compressors",
+    "TopK": "compressors",
+    "index_width": "compressors",
+    "CompressionConfig": "config",
+    "CompressorConfig": "config",
+    "ErrorFeedback": "config",
+    "build_compressor": "config",
+    "build_downlink_channel": "config",
+    "build_uplink_channel": "config",
+    "parse_compression": "config",
+    "EControlState": "kernels",
+    "EF14State": "kernels",
+    "EF21State": "kernels",
+    "compressed_sgd_step": "kernels",
+    "econtrol_init": "kernels",
+    "econtrol_step": "kernels",
+    "ef14_init": "kernels",
+    "ef14_step": "kernels",
+    "ef21_init": "kernels",
+    "ef21_step": "kernels",
+}
+
+__all__ = sorted(_SOURCES)
+
+__getattr__ = lazy_exports(__name__, _SOURCES)

@@ -35,12 +35,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
 
 from flsim.compression.compressors import Compressed, Compressor, Identity
+from flsim.compression.config import ErrorFeedback
 
 __all__ = [
     "ERROR_FEEDBACK_KINDS",
@@ -51,7 +51,6 @@ __all__ = [
     "UplinkChannel",
 ]
 
-ErrorFeedback = Literal["none", "ef14", "ef21", "econtrol"]
 ERROR_FEEDBACK_KINDS: tuple[str, ...] = ("none", "ef14", "ef21", "econtrol")
 
 

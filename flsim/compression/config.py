@@ -16,22 +16,15 @@ the offending key (``compression.uplink.k``) and :func:`parse_compression` can t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from flsim.compression.channel import ErrorFeedback, UplinkChannel
-from flsim.compression.compressors import (
-    QSGD,
-    Compressor,
-    Identity,
-    Natural,
-    RandK,
-    ScaledSign,
-    ScaledToContractive,
-    TopK,
-)
 from flsim.config.errors import ConfigError, ConfigErrors
+
+if TYPE_CHECKING:  # torch-backed; imported by the factories only, so loading a scenario stays light
+    from flsim.compression.channel import UplinkChannel
+    from flsim.compression.compressors import Compressor
 
 __all__ = [
     "CompressionConfig",
@@ -44,6 +37,7 @@ __all__ = [
 ]
 
 CompressorKind = Literal["identity", "topk", "randk", "qsgd", "sign", "natural"]
+ErrorFeedback = Literal["none", "ef14", "ef21", "econtrol"]
 _SPARSIFIERS = ("topk", "randk")
 _UNBIASED = ("randk", "qsgd", "natural")
 _CONTRACTIVE = ("identity", "topk", "sign")
@@ -167,6 +161,16 @@ class CompressionConfig(BaseModel):
 
 def build_compressor(cfg: CompressorConfig | None) -> Compressor:
     """The operator a validated :class:`CompressorConfig` describes (``None`` → identity)."""
+    from flsim.compression.compressors import (
+        QSGD,
+        Identity,
+        Natural,
+        RandK,
+        ScaledSign,
+        ScaledToContractive,
+        TopK,
+    )
+
     if cfg is None:
         return Identity()
     base: Compressor
@@ -190,6 +194,8 @@ def build_compressor(cfg: CompressorConfig | None) -> Compressor:
 
 def build_uplink_channel(cfg: CompressionConfig) -> UplinkChannel:
     """The uplink channel: ``cfg.uplink`` (identity if absent) under ``cfg.error_feedback``."""
+    from flsim.compression.channel import UplinkChannel
+
     return UplinkChannel(build_compressor(cfg.uplink), cfg.error_feedback, cfg.eta)
 
 
@@ -199,6 +205,8 @@ def build_downlink_channel(cfg: CompressionConfig) -> UplinkChannel:
     Compressing the model x itself loses it; the caller should send a *difference* (e.g.
     x^{t+1} − x^t, or x − the client's last copy) and let clients accumulate it.
     """
+    from flsim.compression.channel import UplinkChannel
+
     return UplinkChannel(build_compressor(cfg.downlink), "none")
 
 

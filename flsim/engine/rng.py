@@ -9,9 +9,12 @@ the draws an uninterrupted one would.
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _purpose_key(purpose: str) -> int:
@@ -30,6 +33,8 @@ def numpy_rng(seed: int, purpose: str, node: int = 0, counter: int = 0) -> np.ra
 
 def torch_rng(seed: int, purpose: str, node: int = 0, counter: int = 0) -> torch.Generator:
     """A CPU torch generator seeded from the same derivation as :func:`numpy_rng`."""
+    import torch  # here: topology code derives numpy streams and must not import torch
+
     state = seed_sequence(seed, purpose, node, counter).generate_state(2, dtype=np.uint32)
     generator = torch.Generator()
     generator.manual_seed(int(state[0]) | (int(state[1]) << 32) & 0x7FFF_FFFF_FFFF_FFFF)

@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 METRICS = "metrics.jsonl"
@@ -108,6 +107,8 @@ class RunWriter:
         atomic_write_bytes(self.run_dir / "metrics.parquet", sink.getvalue())
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
+        import torch  # here, not at module level: reading results must not import torch
+
         sink = io.BytesIO()
         torch.save(state, sink)
         atomic_write_bytes(self.run_dir / CHECKPOINT, sink.getvalue())
@@ -119,4 +120,6 @@ class RunWriter:
         path = self.run_dir / CHECKPOINT
         if not path.exists():
             return None
+        import torch
+
         return torch.load(path, weights_only=False)

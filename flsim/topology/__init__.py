@@ -3,68 +3,47 @@
 Builders and loaders (:mod:`.graphs`), gossip weights G1-G5 (:mod:`.mixing`, solvers in
 :mod:`.sdp`), SLEM / spectral gap / λ₂ / DADAO χ's (:mod:`.spectral`), optimal per-edge rates
 A6 (:mod:`.rates`), per-round schedules (:mod:`.schedule`) and the ``topology`` CLI.
+
+The names below are imported on first use (:mod:`flsim.lazy`): a scenario needs only the
+light :mod:`.config`.
 """
 
-from flsim.topology.config import TopologyConfig
-from flsim.topology.graphs import (
-    BUILDERS,
-    build_graph,
-    edge_list,
-    graph_from_spec,
-    incidence_matrix,
-    load_graph,
-    parse_spec,
-    save_graph,
-    validate_graph,
-)
-from flsim.topology.mixing import Mixing, MixingError, MixingResult, check_mixing, mixing_matrix
-from flsim.topology.rates import EdgeRates, edge_rates_for, optimal_rates, uniform_edge_rates
-from flsim.topology.schedule import RoundTopology, TopologySchedule, build_schedule
-from flsim.topology.spectral import (
-    chi_values,
-    graph_chis,
-    laplacian_lambda2,
-    slem,
-    spectral_gap,
-    uniform_rate_scale,
-)
+from __future__ import annotations
 
+from flsim.lazy import lazy_exports
 
-def describe_topology(spec, mixing: str = "metropolis", solver: str = "auto", *, seed: int = 0) -> dict:
-    """See :func:`flsim.topology.cli.describe_topology` (imported lazily: the CLI pulls in rich)."""
-    from flsim.topology.cli import describe_topology as describe
+#: Public name -> the submodule that defines it.
+_SOURCES = {
+    "describe_topology": "cli",
+    "TopologyConfig": "config",
+    "BUILDERS": "graphs",
+    "build_graph": "graphs",
+    "edge_list": "graphs",
+    "graph_from_spec": "graphs",
+    "incidence_matrix": "graphs",
+    "load_graph": "graphs",
+    "parse_spec": "graphs",
+    "save_graph": "graphs",
+    "validate_graph": "graphs",
+    "Mixing": "mixing",
+    "MixingError": "mixing",
+    "MixingResult": "mixing",
+    "check_mixing": "mixing",
+    "mixing_matrix": "mixing",
+    "EdgeRates": "rates",
+    "edge_rates_for": "rates",
+    "optimal_rates": "rates",
+    "uniform_edge_rates": "rates",
+    "RoundTopology": "schedule",
+    "TopologySchedule": "schedule",
+    "build_schedule": "schedule",
+    "chi_values": "spectral",
+    "graph_chis": "spectral",
+    "laplacian_lambda2": "spectral",
+    "slem": "spectral",
+    "spectral_gap": "spectral",
+    "uniform_rate_scale": "spectral",
+}
 
-    return describe(spec, mixing, solver, seed=seed)
-
-
-__all__ = [
-    "BUILDERS",
-    "EdgeRates",
-    "Mixing",
-    "MixingError",
-    "MixingResult",
-    "RoundTopology",
-    "TopologyConfig",
-    "TopologySchedule",
-    "build_graph",
-    "build_schedule",
-    "check_mixing",
-    "chi_values",
-    "describe_topology",
-    "edge_list",
-    "edge_rates_for",
-    "graph_chis",
-    "graph_from_spec",
-    "incidence_matrix",
-    "laplacian_lambda2",
-    "load_graph",
-    "mixing_matrix",
-    "optimal_rates",
-    "parse_spec",
-    "save_graph",
-    "slem",
-    "spectral_gap",
-    "uniform_edge_rates",
-    "uniform_rate_scale",
-    "validate_graph",
-]
+__all__ = sorted(_SOURCES)
+__getattr__ = lazy_exports(__name__, _SOURCES)

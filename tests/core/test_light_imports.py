@@ -1,0 +1,37 @@
+"""Commands that never simulate (report, list, dashboard, topology) must not import torch.
+
+Importing torch costs seconds per process; ``flsim report`` on a laptop should not pay it.
+The check runs in a fresh interpreter, because this test process has torch loaded already.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+PROBE = """
+import sys
+import flsim.cli
+from flsim.config.schema import Scenario
+Scenario.model_validate({"name": "probe", "task": {"dataset": "linreg"}, "algorithm": {"name": "x"}})
+print(sorted(name for name in ("torch", "ray", "cvxpy") if name in sys.modules))
+"""
+
+
+def test_the_cli_and_the_scenario_schema_load_without_torch():
+    probe = [sys.executable, "-c", PROBE]
+    out = subprocess.run(probe, capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("package", ["flsim.compression", "flsim.topology"])
+def test_lazy_re_exports_resolve_every_public_name(package):
+    import importlib
+
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
+    with pytest.raises(AttributeError, match="no_such_name"):
+        module.no_such_name  # noqa: B018
