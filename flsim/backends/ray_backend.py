@@ -253,12 +253,17 @@ class _RayPool:
         # SPREAD places the pool across every node of the cluster rather than packing it.
         return ray.remote(num_cpus=self.cpus, max_restarts=0, scheduling_strategy="SPREAD")(_Worker).remote()
 
-    def _configure(self, indices: list[int]) -> None:
+    def _configure(self, indices: list[int]) -> list[Any]:
+        """Submit the run's configuration to these actors; returns the calls to wait on."""
         data = self.scenario.model_dump(mode="json")
-        refs = [self.actors[i].configure.remote(self.role, data, self.assignment[i]) for i in indices]
-        self._get(refs)
+        return [self.actors[i].configure.remote(self.role, data, self.assignment[i]) for i in indices]
 
-    def start(self) -> None:
+    def launch(self) -> list[Any]:
+        """Acquire the actors (pooled or new) and submit their configuration, without waiting.
+
+        Each actor builds the task and imports torch when configured (seconds), so a backend
+        with two pools launches both before it waits (see :meth:`RayBackend.start`).
+        """
         import ray
         from ray.exceptions import GetTimeoutError, RayActorError
 
@@ -275,7 +280,10 @@ class _RayPool:
             except (RayActorError, GetTimeoutError):
                 ray.kill(actor)
         self.actors += [self._new_actor() for _ in range(size - len(self.actors))]
-        self._configure(list(range(size)))
+        return self._configure(list(range(size)))
+
+    def start(self) -> None:
+        self._get(self.launch())
 
     def recover(self) -> None:
         """Replace every actor that no longer answers; the caller then restores the state."""
@@ -289,7 +297,7 @@ class _RayPool:
                 log.warning("actor %d was lost; starting a replacement", index)
                 ray.kill(actor)
                 self.actors[index] = self._new_actor()
-                self._configure([index])
+                self._get(self._configure([index]))
 
     def shutdown(self) -> None:
         import ray
@@ -371,8 +379,10 @@ class RayBackend(_RayPool, Backend):
         self.server = RayServer(scenario)
 
     def start(self) -> None:
-        super().start()  # may start Ray, so it comes first and shuts down last
-        self.server.start()
+        # The client pool may start Ray, so it launches first (and shuts down last); both
+        # pools configure concurrently.
+        calls = self.launch()
+        self._get(calls + self.server.launch())
 
     def server_role(self) -> RayServer:
         return self.server
