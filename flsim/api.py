@@ -186,8 +186,9 @@ def _execute(scenario: Scenario, writer: RunWriter, progress: str, resumed: bool
             base_summary.update(_run_wall_clock(scenario, task, writer))
             final = writer.read_metrics()[-1]
         elif algorithm_mode(scenario) == "events":
-            writer.truncate_metrics(-1)  # an event run restarts from t = 0 on resume
-            final, base_summary["placement"] = run_events(scenario, task, writer, reporter)
+            writer.truncate_metrics(-1)  # a restored checkpoint writes its rows again
+            final, facts = run_events(scenario, task, writer, reporter)
+            base_summary.update(facts)
         else:
             backend = make_backend(scenario, task)
             backend.start()

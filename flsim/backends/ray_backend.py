@@ -77,11 +77,15 @@ class _Worker:
             self.host = ServerCore(scenario)
         self.nodes = nodes
 
-    def run_events(self, scenario_data: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """A whole event-driven simulation on this actor (the coordinator role)."""
-        from flsim.engine.event_driver import run_collected
+    # -- the coordinator role -------------------------------------------------------------
+    def start_events(self, scenario_data: dict[str, Any], checkpoint: dict[str, Any] | None) -> None:
+        """Start a whole event-driven simulation on a thread of this actor."""
+        from flsim.engine.event_stream import StreamedEventRun
 
-        return run_collected(scenario_data)
+        self.host = StreamedEventRun(scenario_data, checkpoint)
+
+    def poll_events(self, wait: float) -> list[tuple[str, Any]]:
+        return self.host.poll(wait)
 
     def release(self) -> None:
         """Drop the run's state (and any spilled client state on disk)."""
@@ -429,13 +433,34 @@ class RayBackend(_RayPool, Backend):
 
 
 class RayCoordinator(_RayPool):
-    """One pooled actor that runs a whole sequential (event-driven) simulation."""
+    """One pooled actor that runs a whole sequential (event-driven) simulation on a thread.
+
+    An actor whose run did not finish (the driver gave up, or was interrupted) is killed
+    rather than pooled, since its thread would keep computing.
+    """
 
     def __init__(self, scenario: Scenario) -> None:
         super().__init__(scenario, "events", size=1)
+        self.finished = False
 
-    def run_events(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        return self._get([self.actors[0].run_events.remote(self.scenario.model_dump(mode="json"))])[0]
+    def start_run(self, checkpoint: dict[str, Any] | None) -> None:
+        self.finished = False
+        data = self.scenario.model_dump(mode="json")
+        self._get([self.actors[0].start_events.remote(data, checkpoint)])
+
+    def poll(self, wait: float) -> list[tuple[str, Any]]:
+        items = self._get([self.actors[0].poll_events.remote(wait)])[0]
+        self.finished = self.finished or any(kind == "done" for kind, _ in items)
+        return items
+
+    def shutdown(self) -> None:
+        if not self.finished and self.actors:
+            import ray
+
+            for actor in self.actors:
+                ray.kill(actor)
+            self.actors = []
+        super().shutdown()
 
 
 class RayNodeBackend(_RayPool):

@@ -160,7 +160,7 @@ class EventSimulation:
         self.rng = numpy_rng(scenario.seed, "events")
         self.counters = EventCounters()
         self.message_bytes = 8 * task.dim  # d float64 values each way per communication (A5)
-        self.every_time = scenario.eval.every_time or (scenario.budget.time or 1.0) / 20
+        self.every_time = eval_interval(scenario)
         # Loop state (checkpointed): time of the last event or iteration, the graph index,
         # the next grid point's index, the current block of draws and the position in it.
         self.t = 0.0
@@ -351,8 +351,7 @@ class EventSimulation:
         if not self.rows:
             self._write(self.metrics_row(0.0))
         budget_time = self.scenario.budget.time
-        total = int(np.ceil(budget_time / self.every_time)) if budget_time else 0
-        self.progress.start(total, self.counters.round)
+        self.progress.start(expected_rows(self.scenario), self.counters.round)
         if self.algorithm.synchronous:
             self._run_synchronous()
         else:
@@ -371,7 +370,7 @@ class EventSimulation:
 
 
 class RowCollector:
-    """A writer stand-in that keeps rows in memory (for a run on a Ray coordinator actor)."""
+    """A writer stand-in that keeps rows in memory (wall-clock workers, tests, benchmarks)."""
 
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
@@ -380,57 +379,43 @@ class RowCollector:
         self.rows.append(row)
 
 
-def run_collected(scenario_data: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Build and run the whole event simulation where this function executes."""
-    import os
+def expected_rows(scenario: Scenario) -> int:
+    """Rows after the first on the evaluation grid (0 when only a count budget ends the run)."""
+    budget_time = scenario.budget.time
+    return int(np.ceil(budget_time / eval_interval(scenario))) if budget_time else 0
 
-    from flsim.engine.host import configure_torch
-    from flsim.tasks import build_task
 
-    scenario = Scenario.model_validate(scenario_data)
-    configure_torch(scenario.backend.torch_threads)
-    collector = RowCollector()
-    task = build_task(scenario.task, scenario.seed)
-    EventSimulation(scenario, task, collector, ProgressReporter("events", "off")).run()  # type: ignore[arg-type]
-    placement: dict[str, Any] = {"pid": os.getpid()}
-    try:
-        import ray
-
-        if ray.is_initialized():
-            placement["node_id"] = ray.get_runtime_context().get_node_id()
-    except ImportError:
-        pass
-    return collector.rows, placement
+def eval_interval(scenario: Scenario) -> float:
+    """``eval.every_time``, or a twentieth of the time budget (of 1 without one)."""
+    return scenario.eval.every_time or (scenario.budget.time or 1.0) / 20
 
 
 def run_events(
     scenario: Scenario, task: Task, writer: RunWriter, progress: ProgressReporter
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run an event-driven scenario; returns (last metrics row, placement).
+    """Run an event-driven scenario; returns (last metrics row, facts for ``summary.json``).
 
-    The event sequence is inherently sequential (each event may touch the state the next one
-    reads), so on Ray the whole simulation runs on one coordinator actor process and streams
-    nothing until it ends; the rows it returns are written here. Same code, same bits.
-
-    Locally, a checkpoint found in the run directory (only ``flsim.resume`` can leave one
-    there: ``flsim.run`` refuses a directory that holds a run) is restored first.
+    A checkpoint found in the run directory (only ``flsim.resume`` can leave one there:
+    ``flsim.run`` refuses a directory that holds a run) is restored first. On Ray the run
+    executes on one coordinator actor and streams back (:mod:`flsim.engine.event_stream`).
     """
+    checkpoint = writer.load_checkpoint()
+    if checkpoint is not None and checkpoint.get("kind") != "events":
+        checkpoint = None
     if scenario.backend.kind != "ray":
         import os
 
         simulation = EventSimulation(scenario, task, writer, progress)
-        checkpoint = writer.load_checkpoint()
-        if checkpoint is not None and checkpoint.get("kind") == "events":
+        if checkpoint is not None:
             simulation.restore(checkpoint)
-        return simulation.run(), {"kind": "local", "pid": os.getpid()}
+        return simulation.run(), {"placement": {"kind": "local", "pid": os.getpid()}, "recoveries": 0}
     from flsim.backends.ray_backend import RayCoordinator
+    from flsim.engine.event_stream import run_streamed
 
     coordinator = RayCoordinator(scenario)
     coordinator.start()
     try:
-        rows, placement = coordinator.run_events()
+        final, recoveries = run_streamed(coordinator, scenario, writer, progress, checkpoint)
+        return final, {"placement": coordinator.describe(), "recoveries": recoveries}
     finally:
         coordinator.shutdown()
-    for row in rows:
-        writer.append_metrics(row)
-    return rows[-1], {"kind": "ray", "actors": [placement]}

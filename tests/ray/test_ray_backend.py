@@ -16,7 +16,7 @@ import flsim
 from flsim.algorithms import REGISTRY
 from flsim.api import is_decentralized
 from flsim.backends.base import WorkerLost
-from flsim.backends.ray_backend import RayBackend
+from flsim.backends.ray_backend import RayBackend, RayCoordinator
 from flsim.config.loading import load_scenario
 from flsim.engine.gossip import GossipSimulation
 from flsim.engine.simulation import simulation_class
@@ -104,6 +104,30 @@ def test_killed_actor_is_replaced_and_the_run_replays_to_identical_metrics(
     assert summary["status"] == "completed"
     assert summary["recoveries"] == 1
     assert killed[0] not in {actor["pid"] for actor in summary["placement"]["actors"]}
+
+
+def test_a_lost_event_coordinator_continues_from_its_checkpoint_to_identical_metrics(tmp_path, monkeypatch):
+    """DADAO streams rows and checkpoints from its coordinator; killing it loses nothing."""
+    raw = REGISTRY["dadao"].example_scenario(tiny_linreg(checkpoint={"every": 1}))
+    raw.update(budget={"time": 4000.0}, eval={"every_time": 200.0})  # about 2 s of events
+    reference = flsim.run(raw, run_dir=tmp_path / "local")
+
+    original = RayCoordinator.poll
+    killed: list[int] = []
+
+    def kill_after_a_checkpoint(self, wait):
+        items = original(self, wait)
+        if not killed and any(kind == "checkpoint" for kind, _ in items):
+            killed.append(self.describe()["actors"][0]["pid"])
+            os.kill(killed[0], signal.SIGKILL)
+        return items
+
+    monkeypatch.setattr(RayCoordinator, "poll", kill_after_a_checkpoint)
+    remote = flsim.run(_ray(raw), run_dir=tmp_path / "ray")
+    assert killed, "the fault was never injected"
+    assert remote.summary["recoveries"] == 1
+    assert killed[0] not in {actor["pid"] for actor in remote.summary["placement"]["actors"]}
+    assert metrics_without_wall_time(remote.run_dir) == metrics_without_wall_time(reference.run_dir)
 
 
 def test_a_run_out_of_recoveries_fails_clearly_and_resumes_to_identical_metrics(tmp_path, monkeypatch):
