@@ -5,8 +5,8 @@
 * The server role of a round-based run is one more actor (:class:`RayServer`) that holds the
   algorithm's server state. Its broadcast is an object reference handed straight to the
   client actors; each client actor returns the accounting of its replies (small) to the
-  driver and every reply payload as its own object, whose reference the driver passes on to
-  the server actor. The driver never deserializes a model: it only schedules. (Ray keeps
+  driver and its batch's reply payloads as one object, whose reference the driver passes on
+  to the server actor. The driver never deserializes a model: it only schedules. (Ray keeps
   payloads under 100 KB in the owner's, i.e. the driver's, memory store; larger ones go
   actor to actor through the object store.)
 * Each actor builds the task from the scenario itself: no dataset crosses the network.
@@ -37,18 +37,34 @@ from flsim.config.schema import Scenario
 log = logging.getLogger("flsim.ray")
 
 
+@dataclasses.dataclass(frozen=True)
+class _Payload:
+    """Where a reply's payload lives on Ray: item ``index`` of the batch object ``batch``.
+
+    A client actor returns its batch's payloads as one object: fetching one object per actor
+    costs one transfer, where an object per reply cost a round trip each (Ray's per-object
+    overhead dominates for models of a few thousand parameters).
+    """
+
+    batch: Any  # ray.ObjectRef to a list of Tensors
+    index: int
+
+
 def _with_payloads(replies: list[Reply], fetch: Callable[[list[Any]], list[Any]]) -> list[Reply]:
-    """``replies`` with every payload that is an object reference fetched (by ``fetch``).
+    """``replies`` with every :class:`_Payload` fetched (by ``fetch``, each batch once).
 
     Payloads restored from a checkpoint are tensors already and stay as they are.
     """
-    import ray
-
-    where = [i for i, reply in enumerate(replies) if isinstance(reply.message, ray.ObjectRef)]
-    payloads = dict(zip(where, fetch([replies[i].message for i in where]), strict=True))
+    batches: list[Any] = []
+    for reply in replies:
+        if isinstance(reply.message, _Payload) and reply.message.batch not in batches:
+            batches.append(reply.message.batch)
+    fetched = dict(zip(batches, fetch(batches), strict=True))
     return [
-        dataclasses.replace(reply, message=payloads[i]) if i in payloads else reply
-        for i, reply in enumerate(replies)
+        dataclasses.replace(r, message=fetched[r.message.batch][r.message.index])
+        if isinstance(r.message, _Payload)
+        else r
+        for r in replies
     ]
 
 
@@ -96,14 +112,14 @@ class _Worker:
     # -- clients --------------------------------------------------------------------------
     def run_clients(
         self, message: Tensors, clients: list[int], round_index: int, stream: int | None = None
-    ) -> tuple[Any, ...]:
-        """(the replies' accounting without payloads, then each payload as its own return value).
+    ) -> tuple[list[Reply], list[Tensors]]:
+        """(the replies' accounting without payloads, their payloads).
 
-        Called with ``num_returns = 1 + len(clients)``, so each payload becomes its own object
-        that the driver can hand to the server actor without fetching it.
+        Called with ``num_returns=2``: the payloads become an object of their own, which the
+        driver hands to the server actor without fetching it.
         """
         replies = self.host.run_clients(message, clients, round_index, stream)
-        return ([dataclasses.replace(r, message={}) for r in replies], *(r.message for r in replies))
+        return [dataclasses.replace(r, message={}) for r in replies], [r.message for r in replies]
 
     # -- the server role --------------------------------------------------------------------
     def _with_payloads(self, replies: list[Reply]) -> list[Reply]:
@@ -417,15 +433,13 @@ class RayBackend(_RayPool, Backend):
         for client in clients:
             by_actor.setdefault(self.owner(client), []).append(client)
         calls = [
-            self.actors[a]
-            .run_clients.options(num_returns=1 + len(batch))
-            .remote(message, batch, round_index, stream)
+            self.actors[a].run_clients.options(num_returns=2).remote(message, batch, round_index, stream)
             for a, batch in sorted(by_actor.items())
         ]
         replies: dict[int, Reply] = {}
-        for refs, metas in zip(calls, self._get([refs[0] for refs in calls]), strict=True):
-            for meta, payload in zip(metas, refs[1:], strict=True):
-                replies[meta.client] = dataclasses.replace(meta, message=payload)
+        for (_, payloads), metas in zip(calls, self._get([metas for metas, _ in calls]), strict=True):
+            for index, meta in enumerate(metas):
+                replies[meta.client] = dataclasses.replace(meta, message=_Payload(payloads, index))
         return [replies[client] for client in clients]
 
     def materialize(self, replies: list[Reply]) -> list[Reply]:

@@ -166,7 +166,9 @@ def test_the_driver_only_holds_references_to_models(tmp_path):
             assert isinstance(message, ray.ObjectRef)
             assert bytes_down == local_bytes
             replies = remote.run_clients(message, clients, round_index)
-            assert all(isinstance(reply.message, ray.ObjectRef) for reply in replies)
+            # Each payload is an item of its client actor's batch object, still in Ray.
+            assert all(isinstance(reply.message.batch, ray.ObjectRef) for reply in replies)
+            assert len({reply.message.batch.hex() for reply in replies}) == 2  # one per client actor
             assert [r.bytes_up for r in replies] == [r.bytes_up for r in remote.materialize(replies)]
             remote.server_role().aggregate(replies, round_index)
             local.server_role().aggregate(local.run_clients(local_message, clients, round_index), round_index)
