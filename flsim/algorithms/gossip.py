@@ -55,7 +55,10 @@ class GossipAlgorithm(ABC):
             )
         compression = scenario.compression
         if compression.error_feedback != "none" or compression.downlink is not None:
-            reason = "gossip compresses each sent vector (compression.uplink), without error feedback"
+            reason = (
+                "gossip compresses each sent vector (compression.uplink); its error correction is "
+                "compression.choco, not error_feedback"
+            )
             raise ConfigError("compression", compression.model_dump(), reason)
 
     @classmethod

@@ -93,7 +93,10 @@ class LocalNodeBackend(_InProcess[NodeHost]):
         return self._require_host().local(self.nodes(), round_index, inputs)
 
     def mix(self, rows: Rows, vectors: dict[int, Tensor], stream: int) -> dict[int, Tensor]:
-        return self._require_host().mix(rows, stream, vectors)
+        host = self._require_host()
+        if host.choco is not None:
+            return host.choco_mix(rows, vectors, host.publish(stream, vectors))
+        return host.mix(rows, stream, vectors)
 
     def finish(self, mixed: dict[int, Tensor], round_index: int) -> None:
         self._require_host().finish(mixed, round_index)

@@ -165,6 +165,14 @@ class _Worker:
     ) -> dict[int, Any]:
         return self.host.mix(rows, stream, *vector_sets)
 
+    def publish(self, stream: int, vectors: dict[int, Any]) -> dict[int, Any]:
+        return self.host.publish(stream, vectors)
+
+    def choco_mix(
+        self, rows: dict[int, list[tuple[int, float]]], own: dict[int, Any], *hat_sets: dict[int, Any]
+    ) -> dict[int, Any]:
+        return self.host.choco_mix(rows, own, *hat_sets)
+
     def finish(self, mixed: dict[int, Any], round_index: int) -> None:
         self.host.finish(mixed, round_index)
 
@@ -500,9 +508,19 @@ class RayNodeBackend(_RayPool):
         return [vector_ref for vector_ref, _ in pairs], sorted(work, key=lambda w: w.node)
 
     def mix(self, rows: dict[int, list[tuple[int, float]]], vectors: list[Any], stream: int) -> list[Any]:
+        """One gossip step, as references: each actor mixes for the nodes it owns.
+
+        With CHOCO each actor first publishes its nodes' x̂ (one more call per actor); the
+        receivers then read every actor's x̂ set and their own z. Nothing waits here.
+        """
+        owned_rows = [{node: rows[node] for node in owned if node in rows} for owned in self.assignment]
+        if self.scenario.compression.choco is None:
+            pairs = zip(self.actors, owned_rows, strict=True)
+            return [actor.mix.remote(part, stream, *vectors) for actor, part in pairs]
+        hats = [actor.publish.remote(stream, mine) for actor, mine in zip(self.actors, vectors, strict=True)]
         return [
-            actor.mix.remote({node: rows[node] for node in owned if node in rows}, stream, *vectors)
-            for actor, owned in zip(self.actors, self.assignment, strict=True)
+            actor.choco_mix.remote(part, mine, *hats)
+            for actor, part, mine in zip(self.actors, owned_rows, vectors, strict=True)
         ]
 
     def finish(self, mixed: list[Any], round_index: int) -> None:

@@ -32,6 +32,7 @@ _SOURCES = {
     "ScaledToContractive": "compressors",
     "TopK": "compressors",
     "index_width": "compressors",
+    "ChocoConfig": "config",
     "CompressionConfig": "config",
     "CompressorConfig": "config",
     "ErrorFeedback": "config",

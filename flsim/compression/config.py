@@ -7,6 +7,7 @@ Scenario shape (every key optional; the default is no compression)::
       downlink: {kind: qsgd, levels: 4}
       error_feedback: econtrol                  # none | ef14 | ef21 | econtrol
       eta: null                                 # EControl η; null → δ(d) of the uplink compressor
+      choco: {consensus_lr: 0.5}                # decentralized runs: CHOCO-Gossip on compressed gossip
 
 Cross-field rules live in field validators, so that a pydantic error's ``loc`` already names
 the offending key (``compression.uplink.k``) and :func:`parse_compression` can turn it into a
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # torch-backed; imported by the factories only, so loading a 
     from flsim.compression.compressors import Compressor
 
 __all__ = [
+    "ChocoConfig",
     "CompressionConfig",
     "CompressorConfig",
     "CompressorKind",
@@ -116,6 +118,19 @@ class CompressorConfig(BaseModel):
         return self.kind in _CONTRACTIVE or self.scale_to_contractive
 
 
+class ChocoConfig(BaseModel):
+    """CHOCO-Gossip for decentralized runs (Koloskova, Stich and Jaggi, ICML 2019, Alg. 1).
+
+    ``consensus_lr`` is γ, the consensus step size. It has no safe default: the paper's
+    theoretical value depends on the spectral gap and on the compressor's δ, and a γ too
+    large for an aggressive compressor diverges, so the scenario must choose it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    consensus_lr: float = Field(gt=0, le=1, description="γ of CHOCO-Gossip.")
+
+
 class CompressionConfig(BaseModel):
     """Compression of each direction, and the error feedback wrapped around the uplink."""
 
@@ -125,6 +140,22 @@ class CompressionConfig(BaseModel):
     downlink: CompressorConfig | None = None
     error_feedback: ErrorFeedback = "none"
     eta: float | None = Field(None, ge=0, le=1, description="EControl feedback strength; null → δ(d).")
+    choco: ChocoConfig | None = None
+
+    @field_validator("choco")
+    @classmethod
+    def _choco_needs_contractive_uplink(cls, value: ChocoConfig | None, info: ValidationInfo) -> Any:
+        if value is None or "uplink" not in info.data:
+            return value
+        uplink: CompressorConfig | None = info.data["uplink"]
+        if uplink is None:
+            raise ValueError("CHOCO corrects compressed gossip: set compression.uplink as well")
+        if not uplink.contractive:
+            raise ValueError(
+                f"CHOCO needs a contractive compressor; {uplink.kind} is unbiased, not contractive: "
+                "set uplink.scale_to_contractive: true or use topk / sign"
+            )
+        return value
 
     @field_validator("error_feedback")
     @classmethod

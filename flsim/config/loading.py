@@ -101,6 +101,9 @@ def validate_scenario(raw: dict[str, Any]) -> Scenario:
             raise ConfigError(
                 "time", "wall", f"wall-clock mode runs event-driven algorithms, not {mode!r} ones"
             )
+        if scenario.compression.choco is not None and mode != "gossip":
+            reason = f"CHOCO corrects gossip between nodes; {config.name!r} is a {mode!r} algorithm"
+            raise ConfigError("compression.choco", scenario.compression.choco.model_dump(), reason)
         if scenario.compression.downlink is not None and mode != "sync":
             reason = f"a compressed downlink is supported by the synchronous driver only, not {mode!r}"
             raise ConfigError("compression.downlink", scenario.compression.downlink.kind, reason)

@@ -5,6 +5,12 @@ itself and owns the persistent state of the nodes it is given (x_i and any algor
 state). Mixing runs on the host that owns the receiving node: it is handed the neighbours'
 vectors (by object reference on Ray) and sums Σ_j W_ij z_j in node-id order, so the result
 is bit-identical wherever it runs.
+
+With ``compression.choco`` a gossip step is CHOCO-Gossip (Koloskova, Stich and Jaggi, ICML
+2019, Alg. 1) in two halves: :meth:`NodeHost.publish` on the sender's host (q_j = C(z_j − x̂_j),
+x̂_j ← x̂_j + q_j), then :meth:`NodeHost.choco_mix` on the receiver's host
+(z_i ← z_i + γ Σ_j W_ij (x̂_j − x̂_i)). Every neighbour of j holds the same copy of x̂_j,
+rebuilt from the same q_j, so the simulator keeps one copy, on j's host, and ships it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from flsim.tasks import build_task
 from flsim.tasks.base import Task
 
 Rows = dict[int, list[tuple[int, float]]]
+
+#: Where a checkpoint keeps a node's CHOCO copy x̂ within its state.
+HAT_KEY = "gossip.choco_hat"
 
 
 def mix_vectors(
@@ -61,7 +70,10 @@ class NodeHost:
         self.x0 = initial_model(scenario, self.task)
         uplink = scenario.compression.uplink
         self.gossip_compressor = None if uplink is None else build_compressor(uplink)
+        self.choco = scenario.compression.choco
         self.states: dict[int, dict[str, Tensor]] = {}
+        #: CHOCO's public copies x̂_j of this host's nodes (zero before a node first sends).
+        self.hats: dict[int, Tensor] = {}
 
     def _state(self, node: int) -> dict[str, Tensor]:
         state = self.states.get(node)
@@ -107,21 +119,44 @@ class NodeHost:
         ``("compression.gossip", j, stream)``: every receiver reconstructs the same message, as
         if j had broadcast it once. A node always uses its own z_i exactly.
         """
-        vectors: dict[int, Tensor] = {}
-        for part in vector_sets:
-            vectors.update(part)
+        vectors = _merged(vector_sets)
         if self.gossip_compressor is None:
             return mix_vectors(rows, vectors)
-        seed, compressor = self.scenario.seed, self.gossip_compressor
         cache: dict[int, Tensor] = {}
 
         def sent(node: int) -> Tensor:
             if node not in cache:
-                generator = torch_rng(seed, "compression.gossip", node, stream)
-                cache[node] = compressor.compress(vectors[node], generator).value
+                cache[node] = self._compress(vectors[node], node, stream)
             return cache[node]
 
         return mix_vectors(rows, vectors, sent)
+
+    def _compress(self, value: Tensor, node: int, stream: int) -> Tensor:
+        assert self.gossip_compressor is not None
+        generator = torch_rng(self.scenario.seed, "compression.gossip", node, stream)
+        return self.gossip_compressor.compress(value, generator).value
+
+    def publish(self, stream: int, vectors: dict[int, Tensor]) -> dict[int, Tensor]:
+        """CHOCO, sender's half, for this host's nodes: x̂_j ← x̂_j + C(z_j − x̂_j); returns the x̂_j.
+
+        C's draws come from ``("compression.gossip", j, stream)``, as for uncorrected gossip.
+        """
+        for node in sorted(vectors):
+            hat = self.hats.get(node)
+            if hat is None:
+                hat = torch.zeros_like(vectors[node])
+            self.hats[node] = hat + self._compress(vectors[node] - hat, node, stream)
+        return {node: self.hats[node] for node in sorted(vectors)}
+
+    def choco_mix(
+        self, rows: Rows, own: dict[int, Tensor], *hat_sets: dict[int, Tensor]
+    ) -> dict[int, Tensor]:
+        """CHOCO, receiver's half: z_i + γ (Σ_j W_ij x̂_j − x̂_i), with Σ_j W_ij = 1 (row-stochastic W)."""
+        assert self.choco is not None
+        hats = _merged(hat_sets)
+        pulled = mix_vectors(rows, hats)
+        gamma = self.choco.consensus_lr
+        return {node: own[node] + gamma * (pulled[node] - hats[node]) for node in rows}
 
     def finish(self, mixed: dict[int, Tensor], round_index: int) -> None:
         """x_i from the gossiped vector (``after_mix``: D-PSGD applies its pending step here)."""
@@ -132,7 +167,22 @@ class NodeHost:
             self.states[node] = {**new_state, "x": x}
 
     def export_states(self) -> dict[int, dict[str, Tensor]]:
-        return dict(sorted(self.states.items()))
+        """Each node's state, with its CHOCO copy x̂ under ``HAT_KEY`` when it has one."""
+        out = {}
+        for node, state in sorted(self.states.items()):
+            out[node] = {**state, HAT_KEY: self.hats[node]} if node in self.hats else state
+        return out
 
     def import_states(self, states: dict[int, dict[str, Tensor]]) -> None:
-        self.states = dict(states)
+        self.states, self.hats = {}, {}
+        for node, state in states.items():
+            self.states[node] = {key: value for key, value in state.items() if key != HAT_KEY}
+            if HAT_KEY in state:
+                self.hats[node] = state[HAT_KEY]
+
+
+def _merged(parts: tuple[dict[int, Tensor], ...]) -> dict[int, Tensor]:
+    out: dict[int, Tensor] = {}
+    for part in parts:
+        out.update(part)
+    return out
