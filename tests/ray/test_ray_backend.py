@@ -63,6 +63,19 @@ def test_compressed_gossip_is_bit_identical_on_ray(tmp_path, compression):
     assert metrics_without_wall_time(local.run_dir) == metrics_without_wall_time(remote.run_dir)
 
 
+def test_compressed_channels_are_bit_identical_on_ray(tmp_path):
+    """Uplink error feedback lives on the client actors, the downlink's x̂ on the server actor."""
+    compression = {
+        "uplink": {"kind": "topk", "k": 2},
+        "error_feedback": "ef21",
+        "downlink": {"kind": "qsgd", "levels": 8},
+    }
+    raw = tiny_linreg(rounds=6, eval={"every": 1}, checkpoint={"every": 2}, compression=compression)
+    local = flsim.run(raw, run_dir=tmp_path / "local")
+    remote = flsim.run(_ray(raw), run_dir=tmp_path / "ray")
+    assert metrics_without_wall_time(local.run_dir) == metrics_without_wall_time(remote.run_dir)
+
+
 def test_neural_network_task_is_bit_identical_on_ray(tmp_path):
     raw = tiny_digits(rounds=3)
     local = flsim.run(raw, run_dir=tmp_path / "local")
