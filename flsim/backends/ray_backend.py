@@ -212,12 +212,17 @@ def _session_key(cpus: float) -> tuple[str, float]:
 def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
     """Join ``address`` or start a quiet local instance; returns whether we started it.
 
-    A session that already exists (a test module's, or a ``ray job`` driver's) is reused.
+    A session that already exists (a test module's) is reused. Without ``address``, the
+    ``RAY_ADDRESS`` environment variable names the cluster to join: ``ray job submit`` sets
+    it for the job's entrypoint, and a user may set it on purpose. Only when neither is
+    given is a fresh local instance started (``address="local"`` never attaches to a
+    cluster that some other process happens to run on this machine).
     """
     import ray
 
     if ray.is_initialized():
         return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
     _IDLE.clear()  # handles from an earlier session are dead
     kwargs: dict[str, Any] = {
         "include_dashboard": False,

@@ -56,34 +56,27 @@ def cluster():
         subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
+def _run_flsim(scenario: Path, run_dir: Path, env: dict[str, str], *args: str) -> dict:
+    flsim = shutil.which("flsim", path=env["PATH"])
+    assert flsim is not None
+    command = [flsim, "run", str(scenario), *args, "-o", "backend.num_actors=2"]
+    command += ["--run-dir", str(run_dir), "--progress", "off"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    return summary
+
+
 def test_run_places_actors_on_both_nodes(cluster, tmp_path):
     address, env = cluster
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text(yaml.safe_dump(tiny_linreg()))
-    run_dir = tmp_path / "run"
-    flsim = shutil.which("flsim", path=env["PATH"])
-    assert flsim is not None
-    done = subprocess.run(
-        [
-            flsim,
-            "run",
-            str(scenario),
-            "--address",
-            address,
-            "-o",
-            "backend.num_actors=2",
-            "--run-dir",
-            str(run_dir),
-            "--progress",
-            "off",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "completed"
+    summary = _run_flsim(scenario, tmp_path / "run", env, "--address", address)
+    nodes = {actor["node_id"] for actor in summary["placement"]["actors"]}
+    assert len(nodes) == 2, summary["placement"]
+    # What `ray job submit` does: the entrypoint finds the cluster in RAY_ADDRESS. Joining it
+    # (not starting a fresh one-node instance) is what puts the actors on both nodes.
+    summary = _run_flsim(scenario, tmp_path / "env", {**env, "RAY_ADDRESS": address}, "--backend", "ray")
     nodes = {actor["node_id"] for actor in summary["placement"]["actors"]}
     assert len(nodes) == 2, summary["placement"]
