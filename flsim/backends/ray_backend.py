@@ -69,7 +69,9 @@ def _with_payloads(replies: list[Reply], fetch: Callable[[list[Any]], list[Any]]
 
 
 class _Worker:
-    """The actor body: hosts either a :class:`ClientHost` or a :class:`NodeHost` for one run."""
+    """The actor body. For one run it plays one role: ``clients`` (a :class:`ClientHost`),
+    ``nodes`` (a :class:`NodeHost`), ``server`` (a :class:`ServerCore`) or ``events`` (a
+    coordinator, whose :class:`StreamedEventRun` starts with :meth:`start_events`)."""
 
     def __init__(self) -> None:
         self.host: Any = None
