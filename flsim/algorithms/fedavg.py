@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from torch import Tensor
+
 from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors, register
 from flsim.algorithms.client import ClientContext, local_sgd
 
@@ -13,21 +17,28 @@ class FedAvg(RoundAlgorithm):
     Weights w_i are proportional to sample counts, or uniform with ``weighting: uniform``.
     With one full-batch local step, full participation and η_g = 1, this is exactly gradient
     descent on f = Σ (n_i/n) f_i (a test checks it iterate for iterate).
+
+    FedProx, FedSAM and FedBuff train their clients the same way and differ only in the local
+    gradient (:meth:`local_oracle`) or the server step, so they subclass this class.
     """
 
     name = "fedavg"
 
+    def local_oracle(self, x: Tensor, ctx: ClientContext) -> dict[str, Any]:
+        """Extra :func:`local_sgd` arguments that change the local gradient; none for FedAvg."""
+        return {}
+
     def client_update(self, message: Tensors, state: Tensors, ctx: ClientContext) -> tuple[Tensors, Tensors]:
         cfg = self.config
         x = message["x"]
-        steps = ctx.steps_for(cfg.local_steps, cfg.local_epochs)
         y = local_sgd(
             x,
             ctx,
-            steps,
+            ctx.steps_for(cfg.local_steps, cfg.local_epochs),
             momentum=cfg.momentum,
             weight_decay=cfg.weight_decay,
             clip_norm=cfg.clip_norm,
+            **self.local_oracle(x, ctx),
         )
         return {"delta": y - x}, state
 

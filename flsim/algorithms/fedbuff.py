@@ -8,8 +8,8 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, PositiveInt
 
-from flsim.algorithms.base import AlgorithmConfig, Reply, RoundAlgorithm, Tensors, register
-from flsim.algorithms.client import ClientContext, local_sgd
+from flsim.algorithms.base import AlgorithmConfig, Reply, Tensors, register
+from flsim.algorithms.fedavg import FedAvg
 from flsim.config.errors import ConfigError
 
 
@@ -27,7 +27,7 @@ class FedBuffConfig(AlgorithmConfig):
 
 
 @register
-class FedBuff(RoundAlgorithm):
+class FedBuff(FedAvg):
     """(B6) FedBuff (Nguyen et al., AISTATS 2022).
 
     Clients train as in FedAvg (B1) from the model version they received and upload
@@ -73,19 +73,6 @@ class FedBuff(RoundAlgorithm):
         cfg = self.config
         assert isinstance(cfg, FedBuffConfig)
         return self.num_clients if cfg.max_concurrency is None else cfg.max_concurrency
-
-    def client_update(self, message: Tensors, state: Tensors, ctx: ClientContext) -> tuple[Tensors, Tensors]:
-        cfg = self.config
-        x = message["x"]
-        y = local_sgd(
-            x,
-            ctx,
-            ctx.steps_for(cfg.local_steps, cfg.local_epochs),
-            momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay,
-            clip_norm=cfg.clip_norm,
-        )
-        return {"delta": y - x}, state
 
     def staleness_factor(self, staleness: float) -> float:
         cfg = self.config

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 from torch import Tensor
 
-from flsim.algorithms.base import AlgorithmConfig, Reply, RoundAlgorithm, Tensors, register
-from flsim.algorithms.client import ClientContext, local_sgd
+from flsim.algorithms.base import AlgorithmConfig, register
+from flsim.algorithms.client import ClientContext
+from flsim.algorithms.fedavg import FedAvg
 
 
 class FedProxConfig(AlgorithmConfig):
@@ -16,7 +19,7 @@ class FedProxConfig(AlgorithmConfig):
 
 
 @register
-class FedProx(RoundAlgorithm):
+class FedProx(FedAvg):
     """(B2): y_{k+1} = y_k − η_l (g_i(y_k) + μ (y_k − x^t)); the server is FedAvg's (B1).
 
     The proximal term is part of the corrected gradient, so ``clip_norm`` clips
@@ -27,25 +30,14 @@ class FedProx(RoundAlgorithm):
     name = "fedprox"
     Config = FedProxConfig
 
-    def client_update(self, message: Tensors, state: Tensors, ctx: ClientContext) -> tuple[Tensors, Tensors]:
+    def local_oracle(self, x: Tensor, ctx: ClientContext) -> dict[str, Any]:
         cfg = self.config
         assert isinstance(cfg, FedProxConfig)
-        x = message["x"]
         mu = cfg.mu
+        if not mu:
+            return {}
 
         def proximal(y: Tensor, g: Tensor) -> Tensor:
             return g + mu * (y - x)
 
-        y = local_sgd(
-            x,
-            ctx,
-            ctx.steps_for(cfg.local_steps, cfg.local_epochs),
-            correction=proximal if mu else None,
-            momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay,
-            clip_norm=cfg.clip_norm,
-        )
-        return {"delta": y - x}, state
-
-    def aggregate(self, server: Tensors, replies: list[Reply], round_index: int) -> Tensors:
-        return {"x": server["x"] + self.config.server_lr * self.weighted_mean(replies, "delta")}
+        return {"correction": proximal}

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
 
-from flsim.algorithms.base import AlgorithmConfig, Reply, RoundAlgorithm, Tensors, register
-from flsim.algorithms.client import ClientContext, local_sgd
+from pydantic import Field
+from torch import Tensor
+
+from flsim.algorithms.base import AlgorithmConfig, register
+from flsim.algorithms.client import ClientContext
+from flsim.algorithms.fedavg import FedAvg
 from flsim.algorithms.sam import sam_oracle
 
 
@@ -18,7 +22,7 @@ class FedSAMConfig(AlgorithmConfig):
 
 
 @register
-class FedSAM(RoundAlgorithm):
+class FedSAM(FedAvg):
     """(B4): g = g_i(y; ξ), then y ← y − η_l g_i(y + ρ g/‖g‖; ξ) on the same minibatch ξ.
 
     The server is FedAvg's (B1). Each step costs 2 gradient-oracle calls (1 when ρ = 0, where
@@ -29,20 +33,7 @@ class FedSAM(RoundAlgorithm):
     name = "fedsam"
     Config = FedSAMConfig
 
-    def client_update(self, message: Tensors, state: Tensors, ctx: ClientContext) -> tuple[Tensors, Tensors]:
+    def local_oracle(self, x: Tensor, ctx: ClientContext) -> dict[str, Any]:
         cfg = self.config
         assert isinstance(cfg, FedSAMConfig)
-        x = message["x"]
-        y = local_sgd(
-            x,
-            ctx,
-            ctx.steps_for(cfg.local_steps, cfg.local_epochs),
-            gradient=sam_oracle(ctx, cfg.rho, eps=cfg.perturb_eps),
-            momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay,
-            clip_norm=cfg.clip_norm,
-        )
-        return {"delta": y - x}, state
-
-    def aggregate(self, server: Tensors, replies: list[Reply], round_index: int) -> Tensors:
-        return {"x": server["x"] + self.config.server_lr * self.weighted_mean(replies, "delta")}
+        return {"gradient": sam_oracle(ctx, cfg.rho, eps=cfg.perturb_eps)}
