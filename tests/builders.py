@@ -76,3 +76,30 @@ def make_simulation(raw: dict[str, Any], run_dir: Path) -> Any:
     backend.start()
     driver = simulation_class(scenario)
     return driver(scenario, task, backend, RunWriter(run_dir), ProgressReporter("test", "off"))
+
+
+def run_until_crash(
+    raw: dict[str, Any], run_dir: Path, driver: type, round_index: int, error: type = RuntimeError
+) -> None:
+    """Run ``raw`` until it dies as ``round_index`` starts, as a killed process would.
+
+    ``driver`` is the simulation class whose ``run_round`` fails; the run directory is left
+    as the crash leaves it (metrics so far, the last checkpoint, a ``failed`` summary).
+    """
+    import pytest
+
+    import flsim
+
+    original = driver.run_round
+
+    def dies(self, index):
+        if index == round_index:
+            raise error("killed")
+        return original(self, index)
+
+    driver.run_round = dies
+    try:
+        with pytest.raises(error, match="killed"):
+            flsim.run(raw, run_dir=run_dir)
+    finally:
+        driver.run_round = original

@@ -5,14 +5,13 @@ from __future__ import annotations
 import io
 import json
 
-import pytest
 import torch
 
 import flsim
 from flsim.algorithms.base import Reply
 from flsim.algorithms.fedbuff import FedBuff, FedBuffConfig
 from flsim.engine.buffered import BufferedSimulation
-from tests.builders import make_simulation, metrics_without_wall_time, tiny_linreg
+from tests.builders import make_simulation, metrics_without_wall_time, run_until_crash, tiny_linreg
 
 OPTIMIZER = {"lr": 0.05, "local_steps": 3, "batch_size": 8}
 STRAGGLERS = {"compute": {"sigma": 1.0, "slow_fraction": 0.3, "slow_factor": 20.0, "jitter": "exponential"}}
@@ -111,20 +110,10 @@ def test_checkpoint_restore_continues_bit_identically(tmp_path):
     assert resumed.counters == reference.counters
 
 
-def test_resume_of_a_killed_buffered_run_is_bit_identical(tmp_path, monkeypatch):
+def test_resume_of_a_killed_buffered_run_is_bit_identical(tmp_path):
     raw = _fedbuff() | {"checkpoint": {"every": 3}}
     reference = flsim.run(raw, run_dir=tmp_path / "ref")
-    original = BufferedSimulation.run_round
-
-    def crash(self, round_index):
-        if round_index == 7:
-            raise KeyboardInterrupt("killed")
-        return original(self, round_index)
-
-    monkeypatch.setattr(BufferedSimulation, "run_round", crash)
-    with pytest.raises(KeyboardInterrupt):
-        flsim.run(raw, run_dir=tmp_path / "killed")
-    monkeypatch.setattr(BufferedSimulation, "run_round", original)
+    run_until_crash(raw, tmp_path / "killed", BufferedSimulation, 7, error=KeyboardInterrupt)
     resumed = flsim.api.resume(tmp_path / "killed")
     assert metrics_without_wall_time(resumed.run_dir) == metrics_without_wall_time(reference.run_dir)
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 import flsim
-from tests.builders import metrics_without_wall_time, tiny_linreg
+from tests.builders import metrics_without_wall_time, run_until_crash, tiny_linreg
 
 
 def _full_gd(**updates):
@@ -80,18 +78,6 @@ def test_downlink_is_checkpointed_for_bit_identical_resume(tmp_path):
 
     raw = _full_gd(compression={"downlink": {"kind": "topk", "k": 2}}, rounds=8, checkpoint={"every": 3})
     full = flsim.run(raw, run_dir=tmp_path / "full")
-    original = RoundSimulation.run_round
-
-    def dies(self, round_index):
-        if round_index == 5:
-            raise RuntimeError("killed")
-        return original(self, round_index)
-
-    RoundSimulation.run_round = dies
-    try:
-        with pytest.raises(RuntimeError, match="killed"):
-            flsim.run(raw, run_dir=tmp_path / "crashed")
-    finally:
-        RoundSimulation.run_round = original
+    run_until_crash(raw, tmp_path / "crashed", RoundSimulation, 5)
     resumed = flsim.resume(tmp_path / "crashed")
     assert metrics_without_wall_time(resumed.run_dir) == metrics_without_wall_time(full.run_dir)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import yaml
 
 import flsim
 from flsim.cli import main
 from flsim.engine.simulation import RoundSimulation
-from tests.builders import metrics_without_wall_time, tiny_linreg
+from tests.builders import metrics_without_wall_time, run_until_crash, tiny_linreg
 
 
 def test_same_seed_same_metrics_different_seed_different(tmp_path):
@@ -51,22 +50,12 @@ def test_run_directory_contents(tmp_path):
     assert len(frame) == 7
 
 
-def test_resume_is_bit_identical(tmp_path, monkeypatch):
+def test_resume_is_bit_identical(tmp_path):
     raw = tiny_linreg(rounds=10, checkpoint={"every": 4}, eval={"every": 1})
     full = flsim.run(raw, run_dir=tmp_path / "full")
 
-    original = RoundSimulation.run_round
-
-    def dies_in_round_six(self, round_index):
-        if round_index == 6:
-            raise RuntimeError("killed")
-        return original(self, round_index)
-
     crashed = tmp_path / "crashed"
-    with monkeypatch.context() as patch:
-        patch.setattr(RoundSimulation, "run_round", dies_in_round_six)
-        with pytest.raises(RuntimeError, match="killed"):
-            flsim.run(raw, run_dir=crashed)
+    run_until_crash(raw, crashed, RoundSimulation, 6)
     assert len(metrics_without_wall_time(crashed)) == 7  # rounds 0..6 written, checkpoint at 4
     summary = json.loads((crashed / "summary.json").read_text())
     assert summary["status"] == "failed"

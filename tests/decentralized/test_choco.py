@@ -19,7 +19,7 @@ from flsim.config.loading import load_scenario
 from flsim.engine.gossip import GossipSimulation, mixing_rows
 from flsim.engine.node_host import HAT_KEY
 from flsim.results.writer import RunWriter
-from tests.builders import metrics_without_wall_time, tiny_linreg
+from tests.builders import metrics_without_wall_time, run_until_crash, tiny_linreg
 
 N, DIM, GAMMA = 6, 5, 0.4
 
@@ -116,20 +116,10 @@ def test_choco_sgd_closes_in_on_the_optimum_as_the_step_shrinks_and_plain_compre
     assert plain[1] > 10 * choco[1]
 
 
-def test_choco_copies_are_checkpointed_for_a_bit_identical_resume(tmp_path, monkeypatch):
+def test_choco_copies_are_checkpointed_for_a_bit_identical_resume(tmp_path):
     raw = _scenario(_choco(), rounds=8, checkpoint={"every": 3}, eval={"every": 1})
     full = flsim.run(raw, run_dir=tmp_path / "full")
-    original = GossipSimulation.run_round
-
-    def dies(self, round_index):
-        if round_index == 5:
-            raise RuntimeError("killed")
-        return original(self, round_index)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(GossipSimulation, "run_round", dies)
-        with pytest.raises(RuntimeError, match="killed"):
-            flsim.run(raw, run_dir=tmp_path / "crashed")
+    run_until_crash(raw, tmp_path / "crashed", GossipSimulation, 5)
     resumed = flsim.resume(tmp_path / "crashed")
     assert metrics_without_wall_time(resumed.run_dir) == metrics_without_wall_time(full.run_dir)
     checkpoint = RunWriter(resumed.run_dir).load_checkpoint()
