@@ -12,7 +12,8 @@
 * Each actor builds the task from the scenario itself: no dataset crosses the network.
 * A round's broadcast is put in the object store once (``ray.put``) and every actor reads
   the same reference; gossip vectors move between actors as object references.
-* Every remote wait has a timeout (``backend.timeout_s``): no silent hangs.
+* Every remote wait has a timeout (``backend.timeout_s``; ``backend.startup_timeout_s`` while
+  actors start): no silent hangs.
 * Actors are generic workers, configured per run. Within one Ray session they are pooled
   and reused by later runs (a sweep, a test module), which saves a process start and a torch
   import per actor per run. A pool lives as long as its Ray session.
@@ -191,6 +192,9 @@ class _Worker:
         return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
 
+#: The ``backend`` key that bounds starting and configuring actors.
+STARTUP = "startup_timeout_s"
+
 #: Idle workers of the current Ray session, by CPUs per actor (see the module docstring).
 _IDLE: dict[tuple[str, float], list[Any]] = {}
 
@@ -268,15 +272,19 @@ class _RayPool:
         )
         return max(1, min(size, self.scenario.task.num_clients))
 
-    def _get(self, refs: list[Any]) -> list[Any]:
+    def _get(self, refs: list[Any], limit: str = "timeout_s") -> list[Any]:
+        """``ray.get`` within ``backend.<limit>``: a hang becomes a ``TimeoutError`` naming the
+        key, a dead actor a :class:`WorkerLost`. Starting actors has its own, longer limit
+        (``startup_timeout_s``): a process start, imports and building the task take seconds
+        here and minutes on a cluster that installs a runtime environment first."""
         import ray
         from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError
 
-        timeout = self.scenario.backend.timeout_s
+        timeout = getattr(self.scenario.backend, limit)
         try:
             return ray.get(refs, timeout=timeout)
         except GetTimeoutError as exc:
-            raise TimeoutError(f"a Ray actor did not answer within backend.timeout_s={timeout}s") from exc
+            raise TimeoutError(f"a Ray actor did not answer within backend.{limit}={timeout:g}s") from exc
         except (RayActorError, ObjectLostError) as exc:
             raise WorkerLost(f"a Ray actor died: {exc}") from exc
 
@@ -318,7 +326,7 @@ class _RayPool:
         return self._configure(list(range(size)))
 
     def start(self) -> None:
-        self._get(self.launch())
+        self._get(self.launch(), STARTUP)
 
     def recover(self) -> None:
         """Replace every actor that no longer answers; the caller then restores the state."""
@@ -332,7 +340,7 @@ class _RayPool:
                 log.warning("actor %d was lost; starting a replacement", index)
                 ray.kill(actor)
                 self.actors[index] = self._new_actor()
-                self._get(self._configure([index]))
+                self._get(self._configure([index]), STARTUP)
 
     def shutdown(self) -> None:
         import ray
@@ -417,7 +425,7 @@ class RayBackend(_RayPool, Backend):
         # The client pool may start Ray, so it launches first (and shuts down last); both
         # pools configure concurrently.
         calls = self.launch()
-        self._get(calls + self.server.launch())
+        self._get(calls + self.server.launch(), STARTUP)
 
     def server_role(self) -> RayServer:
         return self.server

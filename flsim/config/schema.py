@@ -98,6 +98,9 @@ class BackendConfig(Strict):
     cpus_per_actor: float = Field(1.0, gt=0)
     torch_threads: PositiveInt = 1
     timeout_s: float = Field(300.0, gt=0, description="Upper bound on any single remote wait.")
+    startup_timeout_s: float = Field(
+        600.0, gt=0, description="Upper bound on starting and configuring the actors of a run."
+    )
     max_recoveries: int = Field(3, ge=0, description="Lost workers tolerated before the run fails.")
     state_memory_mb: float | None = Field(
         None,

@@ -147,7 +147,7 @@ def run_wall(
         actor_class = ray.remote(num_cpus=scenario.backend.cpus_per_actor, max_restarts=0)(_WallWorker)
         data = scenario.model_dump(mode="json")
         actors = [actor_class.remote(data, index, size) for index in range(size)]
-        ray.get([actor.ready.remote() for actor in actors], timeout=scenario.backend.timeout_s)
+        ray.get([actor.ready.remote() for actor in actors], timeout=scenario.backend.startup_timeout_s)
         horizon = float(scenario.budget.time or 0.0)
         scale = scenario.wall.seconds_per_unit
         start = time.time() + scenario.wall.start_delay_s

@@ -5,6 +5,7 @@ One Ray session (num_cpus=2) serves the whole module; it is always shut down.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -91,8 +92,10 @@ def _server_actor(placement: dict) -> int:
     return placement["server"]["pid"]
 
 
-def _kill_before_round(monkeypatch, raw: dict, round_index: int, victim) -> list[int]:
-    """SIGKILL the ``victim`` actor's process once, just before ``round_index`` runs."""
+def _kill_before_round(
+    monkeypatch, raw: dict, round_index: int, victim, how: signal.Signals = signal.SIGKILL
+) -> list[int]:
+    """Send ``how`` to the ``victim`` actor's process once, just before ``round_index`` runs."""
     scenario = load_scenario(raw)
     driver = GossipSimulation if is_decentralized(scenario) else simulation_class(scenario)
     original = driver.run_round
@@ -101,7 +104,7 @@ def _kill_before_round(monkeypatch, raw: dict, round_index: int, victim) -> list
     def kill_once(self, index):
         if index == round_index and not killed:
             pid = victim(self.backend.describe())
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, how)
             killed.append(pid)
         return original(self, index)
 
@@ -176,6 +179,24 @@ def test_a_run_out_of_recoveries_fails_clearly_and_resumes_to_identical_metrics(
     resumed = flsim.resume(run_dir)
     assert resumed.summary["status"] == "completed"
     assert metrics_without_wall_time(run_dir) == metrics_without_wall_time(reference.run_dir)
+
+
+def test_a_hung_actor_fails_the_run_with_the_configured_timeout(tmp_path, monkeypatch):
+    """A frozen (SIGSTOP) client actor neither answers nor dies: the wait must end anyway."""
+    raw = tiny_linreg(rounds=6, checkpoint={"every": 2})
+    frozen = _kill_before_round(monkeypatch, raw, 3, _client_actor, signal.SIGSTOP)
+    config = _ray(raw)
+    config["backend"]["timeout_s"] = 3
+    try:
+        with pytest.raises(TimeoutError, match=r"did not answer within backend\.timeout_s=3"):
+            flsim.run(config, run_dir=tmp_path / "ray")
+    finally:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert frozen
+    summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
+    assert summary["status"] == "failed" and "timeout_s=3" in summary["error"]
 
 
 def test_the_driver_only_holds_references_to_models(tmp_path):
