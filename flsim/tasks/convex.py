@@ -35,12 +35,9 @@ NEWTON_ACCEPT = 1e-10
 NEWTON_MAX_ITERATIONS = 100
 
 
-class LeastSquaresObjective:
-    """f(x; A, b) = (1/(2n)) ‖A x − b‖² + (l2/2) ‖x‖², in float64.
-
-    The l2 term is added on every batch, so the batch loss is an unbiased estimate of the
-    regularised client objective and the global objective is Σ_i (n_i/n) f_i.
-    """
+class _RegularisedLinearObjective:
+    """What both objectives share: float64 parameters acting through Ax, the start point, and
+    the term (l2/2)‖x‖² added to every batch's data loss (and l2·x to its gradient)."""
 
     def __init__(self, dim: int, l2: float) -> None:
         self.dim = dim
@@ -51,28 +48,47 @@ class LeastSquaresObjective:
         """Zeros: the problem is convex, so the start point carries no symmetry issue."""
         return torch.zeros(self.dim, dtype=self.dtype)
 
+    def predict(self, params: Tensor, x: Tensor) -> Tensor:
+        return torch.mv(x, params)
+
+    def _data_loss_and_grad(self, params: Tensor, x: Tensor, y: Tensor) -> tuple[float, Tensor]:
+        raise NotImplementedError
+
+    def _data_loss(self, params: Tensor, x: Tensor, y: Tensor) -> float:
+        raise NotImplementedError
+
     def loss_and_grad(self, params: Tensor, x: Tensor, y: Tensor) -> tuple[float, Tensor]:
-        n = x.shape[0]
-        residual = torch.mv(x, params) - y
-        grad = torch.mv(x.T, residual) / n
-        loss = 0.5 * float(torch.dot(residual, residual)) / n
+        loss, grad = self._data_loss_and_grad(params, x, y)
         if self.l2:
             grad = grad + self.l2 * params
             loss += 0.5 * self.l2 * float(torch.dot(params, params))
         return loss, grad
 
     def loss(self, params: Tensor, x: Tensor, y: Tensor) -> float:
-        residual = torch.mv(x, params) - y
-        value = 0.5 * float(torch.dot(residual, residual)) / x.shape[0]
+        value = self._data_loss(params, x, y)
         if self.l2:
             value += 0.5 * self.l2 * float(torch.dot(params, params))
         return value
 
-    def predict(self, params: Tensor, x: Tensor) -> Tensor:
-        return torch.mv(x, params)
+
+class LeastSquaresObjective(_RegularisedLinearObjective):
+    """f(x; A, b) = (1/(2n)) ‖A x − b‖² + (l2/2) ‖x‖², in float64.
+
+    The l2 term is added on every batch, so the batch loss is an unbiased estimate of the
+    regularised client objective and the global objective is Σ_i (n_i/n) f_i.
+    """
+
+    def _data_loss_and_grad(self, params: Tensor, x: Tensor, y: Tensor) -> tuple[float, Tensor]:
+        n = x.shape[0]
+        residual = torch.mv(x, params) - y
+        return 0.5 * float(torch.dot(residual, residual)) / n, torch.mv(x.T, residual) / n
+
+    def _data_loss(self, params: Tensor, x: Tensor, y: Tensor) -> float:
+        residual = torch.mv(x, params) - y
+        return 0.5 * float(torch.dot(residual, residual)) / x.shape[0]
 
 
-class LogisticObjective:
+class LogisticObjective(_RegularisedLinearObjective):
     """Binary logistic loss mean_j log(1 + exp(−s_j a_jᵀx)) + (l2/2)‖x‖², s = 2y − 1, float64.
 
     Labels are stored as float64 in {0, 1}. The loss uses ``logaddexp`` (exact to rounding for
@@ -80,36 +96,17 @@ class LogisticObjective:
     Aᵀ(σ(Ax) − y)/n + l2·x. ``predict`` returns the logit, so ``logit > 0`` is the class.
     """
 
-    def __init__(self, dim: int, l2: float) -> None:
-        self.dim = dim
-        self.dtype = torch.float64
-        self.l2 = l2
-
-    def init_params(self, generator: torch.Generator) -> Tensor:
-        """Zeros: the problem is convex, so the start point carries no symmetry issue."""
-        return torch.zeros(self.dim, dtype=self.dtype)
-
-    def _data_loss(self, logits: Tensor, y: Tensor) -> float:
+    @staticmethod
+    def _logistic_loss(logits: Tensor, y: Tensor) -> float:
         margins = (2.0 * y - 1.0) * logits
         return float(torch.logaddexp(torch.zeros_like(margins), -margins).mean())
 
-    def loss_and_grad(self, params: Tensor, x: Tensor, y: Tensor) -> tuple[float, Tensor]:
+    def _data_loss_and_grad(self, params: Tensor, x: Tensor, y: Tensor) -> tuple[float, Tensor]:
         logits = torch.mv(x, params)
-        loss = self._data_loss(logits, y)
-        grad = torch.mv(x.T, torch.sigmoid(logits) - y) / x.shape[0]
-        if self.l2:
-            grad = grad + self.l2 * params
-            loss += 0.5 * self.l2 * float(torch.dot(params, params))
-        return loss, grad
+        return self._logistic_loss(logits, y), torch.mv(x.T, torch.sigmoid(logits) - y) / x.shape[0]
 
-    def loss(self, params: Tensor, x: Tensor, y: Tensor) -> float:
-        value = self._data_loss(torch.mv(x, params), y)
-        if self.l2:
-            value += 0.5 * self.l2 * float(torch.dot(params, params))
-        return value
-
-    def predict(self, params: Tensor, x: Tensor) -> Tensor:
-        return torch.mv(x, params)
+    def _data_loss(self, params: Tensor, x: Tensor, y: Tensor) -> float:
+        return self._logistic_loss(torch.mv(x, params), y)
 
 
 # --------------------------------------------------------------------------- optima
