@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -217,13 +218,12 @@ def test_export_csv(make_run, tmp_path: Path) -> None:
     assert "run_dir" not in frame.columns
 
 
-def test_export_tensorboard_without_the_package_is_a_usage_error(make_run) -> None:
-    import importlib.util
-
+def test_export_tensorboard_without_the_package_is_a_usage_error(make_run, monkeypatch) -> None:
     from flsim.config.errors import ConfigError
     from flsim.dashboard.export import export_run
 
-    if importlib.util.find_spec("tensorboardX") or importlib.util.find_spec("tensorboard"):
-        pytest.skip("a TensorBoard writer is installed; the missing-package path cannot be exercised")
+    # A ``None`` entry in sys.modules makes the import fail, whether or not a writer is installed.
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     with pytest.raises(ConfigError, match="tensorboardX"):
         export_run(make_run(seed=0), "tensorboard")
