@@ -26,6 +26,20 @@ def tiny_linreg(**updates: Any) -> dict[str, Any]:
     return merge(scenario, updates)
 
 
+def make_ridge(algorithm: dict[str, Any] | str = "dadao", **updates: Any) -> dict[str, Any]:
+    """tiny_linreg (6 nodes, d = 5) with l2 = 1, so every f_i is μ-strongly convex (A)."""
+    raw = tiny_linreg(
+        algorithm={"name": algorithm} if isinstance(algorithm, str) else algorithm,
+        topology={"kind": "ring"},
+        clients_per_round=None,
+        budget={"time": 60.0},
+        eval={"every_time": 20.0},
+    )
+    raw["task"]["dataset_params"]["l2"] = 1.0
+    raw.update(updates)
+    return raw
+
+
 def tiny_digits(**updates: Any) -> dict[str, Any]:
     scenario: dict[str, Any] = {
         "name": "tiny_digits",

@@ -15,20 +15,7 @@ from flsim.config.loading import load_scenario
 from flsim.engine.host import initial_model
 from flsim.tasks import build_task
 from flsim.topology import build_graph, uniform_edge_rates
-from tests.builders import tiny_linreg
-
-
-def _raw(**updates):
-    raw = tiny_linreg(
-        algorithm={"name": "dadao"},
-        topology={"kind": "ring"},
-        clients_per_round=None,
-        budget={"time": 60.0},
-        eval={"every_time": 20.0},
-    )
-    raw["task"]["dataset_params"]["l2"] = 1.0
-    raw.update(updates)
-    return raw
+from tests.builders import make_ridge
 
 
 def _algorithm(raw):
@@ -49,7 +36,7 @@ def test_flow_is_the_matrix_exponential(mu, smoothness):
 
 
 def test_dual_variables_sum_to_zero_after_any_events():
-    algorithm, _ = _algorithm(_raw())
+    algorithm, _ = _algorithm(make_ridge())
     rng = np.random.default_rng(0)
     t = 0.0
     for _ in range(400):
@@ -65,7 +52,7 @@ def test_dual_variables_sum_to_zero_after_any_events():
 
 
 def test_the_optimum_is_a_fixed_point_of_the_flow_and_both_jumps():
-    algorithm, task = _algorithm(_raw())
+    algorithm, task = _algorithm(make_ridge())
     x_star = task.optimum.numpy()
     nu = algorithm.constants.nu
     for node in range(task.num_clients):
@@ -81,7 +68,8 @@ def test_the_optimum_is_a_fixed_point_of_the_flow_and_both_jumps():
 
 
 def test_dadao_converges_linearly_to_the_exact_optimum(tmp_path):
-    result = flsim.run(_raw(budget={"time": 420.0}, eval={"every_time": 60.0}), run_dir=tmp_path / "run")
+    raw = make_ridge(budget={"time": 420.0}, eval={"every_time": 60.0})
+    result = flsim.run(raw, run_dir=tmp_path / "run")
     rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     errors = np.array([row["mean_sq_dist_to_opt"] for row in rows[1:]])
     times = np.array([row["virtual_time"] for row in rows[1:]])
@@ -91,7 +79,7 @@ def test_dadao_converges_linearly_to_the_exact_optimum(tmp_path):
 
 
 def test_event_counts_follow_the_clock_rates(tmp_path):
-    raw = _raw(budget={"time": 400.0}, eval={"every_time": 400.0})
+    raw = make_ridge(budget={"time": 400.0}, eval={"every_time": 400.0})
     result = flsim.run(raw, run_dir=tmp_path / "run")
     t, n = 400.0, 6
     rates = uniform_edge_rates(build_graph("ring", {}, n, 0))
@@ -104,9 +92,9 @@ def test_event_counts_follow_the_clock_rates(tmp_path):
 
 
 def test_same_seed_same_trajectory_other_seed_other_events(tmp_path):
-    a = flsim.run(_raw(), run_dir=tmp_path / "a").run_dir
-    b = flsim.run(_raw(), run_dir=tmp_path / "b").run_dir
-    c = flsim.run(_raw(seed=7), run_dir=tmp_path / "c").run_dir
+    a = flsim.run(make_ridge(), run_dir=tmp_path / "a").run_dir
+    b = flsim.run(make_ridge(), run_dir=tmp_path / "b").run_dir
+    c = flsim.run(make_ridge(seed=7), run_dir=tmp_path / "c").run_dir
 
     def rows(path):
         out = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
@@ -120,7 +108,7 @@ def test_same_seed_same_trajectory_other_seed_other_events(tmp_path):
 
 def test_the_running_average_follows_the_official_code():
     """Every event touching node i adds x_i as stored before the event (no flow) to i's sum."""
-    algorithm, _ = _algorithm(_raw(algorithm={"name": "dadao", "batch_size": 4}))
+    algorithm, _ = _algorithm(make_ridge(algorithm={"name": "dadao", "batch_size": 4}))
     i, j = algorithm.edges[0]
     stored = {}
     for step, t in enumerate((0.5, 1.0, 1.7)):
