@@ -22,7 +22,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 from torch import Tensor
 
-from flsim.algorithms.client import ClientContext
+from flsim.algorithms.client import ClientContext, local_sgd
 
 Tensors = dict[str, Tensor]
 
@@ -58,6 +58,21 @@ class AlgorithmConfig(BaseModel):
 
     def round_lr(self, round_index: int) -> float:
         return self.lr * self.lr_decay**round_index
+
+
+def local_training(start: Tensor, ctx: ClientContext, cfg: AlgorithmConfig, **oracle: Any) -> Tensor:
+    """:func:`local_sgd` with the client optimizer the config sets: K (steps or epochs),
+    momentum, weight decay and clipping, shared by every algorithm. ``oracle`` holds what an
+    algorithm changes in the local gradient (``correction``, ``gradient``, ``after_clip``)."""
+    return local_sgd(
+        start,
+        ctx,
+        ctx.steps_for(cfg.local_steps, cfg.local_epochs),
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+        clip_norm=cfg.clip_norm,
+        **oracle,
+    )
 
 
 @dataclass

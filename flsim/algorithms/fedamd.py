@@ -9,8 +9,16 @@ import torch
 from pydantic import Field, PositiveInt, field_validator, model_validator
 from torch import Tensor
 
-from flsim.algorithms.base import AlgorithmConfig, Reply, RoundAlgorithm, Tensors, register, tensor_bytes
-from flsim.algorithms.client import Batch, ClientContext, local_sgd
+from flsim.algorithms.base import (
+    AlgorithmConfig,
+    Reply,
+    RoundAlgorithm,
+    Tensors,
+    local_training,
+    register,
+    tensor_bytes,
+)
+from flsim.algorithms.client import Batch, ClientContext
 from flsim.engine.rng import numpy_rng
 
 
@@ -197,12 +205,4 @@ class FedAMD(RoundAlgorithm):
             previous = y.clone()  # local_sgd updates y in place after this returns
             return u
 
-        return local_sgd(
-            x,
-            ctx,
-            ctx.steps_for(cfg.local_steps, cfg.local_epochs),
-            gradient=recursive_gradient,
-            momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay,
-            clip_norm=cfg.clip_norm,
-        )
+        return local_training(x, ctx, cfg, gradient=recursive_gradient)

@@ -6,8 +6,8 @@ from typing import Any
 
 from torch import Tensor
 
-from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors, register
-from flsim.algorithms.client import ClientContext, local_sgd
+from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors, local_training, register
+from flsim.algorithms.client import ClientContext
 
 
 @register
@@ -31,15 +31,7 @@ class FedAvg(RoundAlgorithm):
     def client_update(self, message: Tensors, state: Tensors, ctx: ClientContext) -> tuple[Tensors, Tensors]:
         cfg = self.config
         x = message["x"]
-        y = local_sgd(
-            x,
-            ctx,
-            ctx.steps_for(cfg.local_steps, cfg.local_epochs),
-            momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay,
-            clip_norm=cfg.clip_norm,
-            **self.local_oracle(x, ctx),
-        )
+        y = local_training(x, ctx, cfg, **self.local_oracle(x, ctx))
         return {"delta": y - x}, state
 
     def aggregate(self, server: Tensors, replies: list[Reply], round_index: int) -> Tensors:

@@ -6,8 +6,8 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from flsim.algorithms.base import AlgorithmConfig, Reply, RoundAlgorithm, Tensors, register
-from flsim.algorithms.client import ClientContext, local_sgd
+from flsim.algorithms.base import AlgorithmConfig, Reply, RoundAlgorithm, Tensors, local_training, register
+from flsim.algorithms.client import ClientContext
 
 
 class FedDynConfig(AlgorithmConfig):
@@ -49,15 +49,7 @@ class FedDyn(RoundAlgorithm):
         def dynamic(y: Tensor, g: Tensor) -> Tensor:
             return g - grad_l + alpha * (y - x)
 
-        y = local_sgd(
-            x,
-            ctx,
-            ctx.steps_for(cfg.local_steps, cfg.local_epochs),
-            correction=dynamic,
-            momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay,
-            clip_norm=cfg.clip_norm,
-        )
+        y = local_training(x, ctx, cfg, correction=dynamic)
         delta = y - x
         return {"delta": delta}, {"grad_l": grad_l - alpha * delta}
 

@@ -8,8 +8,16 @@ import torch
 from pydantic import Field, PositiveInt, model_validator
 from torch import Tensor
 
-from flsim.algorithms.base import AlgorithmConfig, Reply, RoundAlgorithm, Tensors, register, tensor_bytes
-from flsim.algorithms.client import ClientContext, local_sgd
+from flsim.algorithms.base import (
+    AlgorithmConfig,
+    Reply,
+    RoundAlgorithm,
+    Tensors,
+    local_training,
+    register,
+    tensor_bytes,
+)
+from flsim.algorithms.client import ClientContext
 from flsim.algorithms.sam import sam_oracle
 
 
@@ -107,19 +115,10 @@ class FedSpeed(RoundAlgorithm):
         def decay(y: Tensor) -> Tensor:
             return lamb * y
 
-        y = local_sgd(
-            x,
-            ctx,
-            ctx.steps_for(cfg.local_steps, cfg.local_epochs),
-            gradient=sam_oracle(
-                ctx, cfg.rho, eps=cfg.perturb_eps, normalized=cfg.perturb_normalized, alpha=cfg.alpha
-            ),
-            correction=prox_corrected,
-            after_clip=decay,
-            momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay,
-            clip_norm=cfg.clip_norm,
+        oracle = sam_oracle(
+            ctx, cfg.rho, eps=cfg.perturb_eps, normalized=cfg.perturb_normalized, alpha=cfg.alpha
         )
+        y = local_training(x, ctx, cfg, gradient=oracle, correction=prox_corrected, after_clip=decay)
         delta = y - x
         h_new = h + delta
         reply = {"delta": delta} if cfg.h_average == "all" else {"delta_plus_h": delta + h_new}

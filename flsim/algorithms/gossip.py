@@ -18,8 +18,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, PositiveInt, model_validator
 from torch import Tensor
 
-from flsim.algorithms.base import REGISTRY, AlgorithmConfig, Tensors
-from flsim.algorithms.client import ClientContext, local_sgd
+from flsim.algorithms.base import REGISTRY, AlgorithmConfig, Tensors, local_training
+from flsim.algorithms.client import ClientContext
 from flsim.algorithms.sam import sam_oracle
 
 
@@ -84,15 +84,7 @@ class GossipAlgorithm(ABC):
 
     def local_sgd_from(self, x: Tensor, ctx: ClientContext, **kwargs: Any) -> Tensor:
         cfg = self.config
-        return local_sgd(
-            x,
-            ctx,
-            ctx.steps_for(cfg.local_steps, cfg.local_epochs),
-            momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay,
-            clip_norm=cfg.clip_norm,
-            **kwargs,
-        )
+        return local_training(x, ctx, cfg, **kwargs)
 
 
 def register_gossip(cls: type[GossipAlgorithm]) -> type[GossipAlgorithm]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors, register
-from flsim.algorithms.client import ClientContext, local_sgd
+from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors, local_training, register
+from flsim.algorithms.client import ClientContext
 
 
 @register
@@ -50,15 +50,7 @@ class Scaffold(RoundAlgorithm):
             return g + drift
 
         steps = ctx.steps_for(cfg.local_steps, cfg.local_epochs)
-        y = local_sgd(
-            x,
-            ctx,
-            steps,
-            correction=corrected,
-            momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay,
-            clip_norm=cfg.clip_norm,
-        )
+        y = local_training(x, ctx, cfg, correction=corrected)
         c_new = c_i - c + (x - y) / (steps * ctx.lr)
         return {"delta": y - x, "delta_c": c_new - c_i}, {"c": c_new}
 
