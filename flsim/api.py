@@ -174,12 +174,10 @@ def _execute(scenario: Scenario, writer: RunWriter, progress: str, resumed: bool
         task = build_task(scenario.task, scenario.seed) if scenario.kind == "federated" else None
         reporter = ProgressReporter(f"{scenario.name}:{base_summary['algorithm']}", progress)
         if scenario.kind == "study":
-            from flsim.studies import load_builtin_studies
+            from flsim.studies.runner import run_study
 
             writer.truncate_metrics(-1)
-            outcome = load_builtin_studies()[scenario.study["name"]](scenario, writer)
-            base_summary["study"] = outcome
-            base_summary["pass"] = bool(outcome["pass"])
+            base_summary.update(run_study(scenario, writer))
             final = writer.read_metrics()[-1]
         elif scenario.time == "wall":
             writer.truncate_metrics(-1)

@@ -115,6 +115,11 @@ def validate_scenario(raw: dict[str, Any]) -> Scenario:
             raise ConfigError(
                 "study.name", scenario.study.get("name"), f"unknown study; choose from {sorted(studies)}"
             )
+        parameters = {key: value for key, value in scenario.study.items() if key != "name"}
+        try:
+            studies[scenario.study["name"]].params.model_validate(parameters)
+        except ValidationError as exc:
+            raise _errors_from_validation(exc, prefix="study") from None
     return scenario
 
 

@@ -1,36 +1,40 @@
-"""Single-node studies (STUDIES.md): non-federated methods run in the same harness.
+"""Single-node studies: non-federated research methods run in the same harness as FL runs.
 
-A study is a registered function ``(scenario, recorder) -> summary``. It records metric rows
-like any run (``recorder.append_metrics``) and returns the numbers behind its claim plus a
-``pass`` flag, which goes into ``summary.json``. Scenarios select one with ``kind: study``
-and ``study: {name: ..., <parameters>}``.
+A study is one module of this package that registers a function with :func:`register_study`.
+It declares a typed parameter model (validated at load time like an algorithm's
+hyperparameters), records metric rows through its :class:`StudyContext` like any run, and
+returns a :class:`StudyOutcome`: named pass criteria and the numbers behind them. Scenarios
+select a study with ``kind: study`` and ``study: {name: ..., <parameters>}``.
+
+The harness lives in :mod:`flsim.studies.spec`, :mod:`flsim.studies.outcome` and
+:mod:`flsim.studies.context`; every other module here is a study, found by
+:func:`load_builtin_studies` without a hand-kept list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from flsim.studies.context import StudyContext
+from flsim.studies.outcome import Criterion, StudyOutcome, at_least, at_most, between
+from flsim.studies.spec import (
+    STUDIES,
+    FigureSpec,
+    StudyParams,
+    StudySpec,
+    load_builtin_studies,
+    register_study,
+)
 
-
-class Recorder(Protocol):
-    def append_metrics(self, row: dict[str, Any]) -> None: ...
-
-
-Study = Callable[[Any, Recorder], dict[str, Any]]
-STUDIES: dict[str, Study] = {}
-
-
-def register_study(name: str) -> Callable[[Study], Study]:
-    def decorate(function: Study) -> Study:
-        if name in STUDIES:
-            raise ValueError(f"study {name!r} registered twice")
-        STUDIES[name] = function
-        return function
-
-    return decorate
-
-
-def load_builtin_studies() -> dict[str, Study]:
-    from flsim.studies import last_iterate_sgd  # noqa: F401  (registration side effect)
-
-    return STUDIES
+__all__ = [
+    "STUDIES",
+    "Criterion",
+    "FigureSpec",
+    "StudyContext",
+    "StudyOutcome",
+    "StudyParams",
+    "StudySpec",
+    "at_least",
+    "at_most",
+    "between",
+    "load_builtin_studies",
+    "register_study",
+]

@@ -13,12 +13,17 @@ when both fitted slopes are within ``tolerance`` of their theoretical values.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+from pydantic import Field
 
-from flsim.engine.rng import numpy_rng
-from flsim.studies import Recorder, register_study
+from flsim.studies import (
+    FigureSpec,
+    StudyContext,
+    StudyOutcome,
+    StudyParams,
+    between,
+    register_study,
+)
 
 
 def _strongly_convex_gap(
@@ -38,25 +43,40 @@ def _lipschitz_gap(rng: np.random.Generator, horizon: int, shape: tuple[int, int
     return float(np.mean(np.abs(x).sum(axis=1)))
 
 
-@register_study("last_iterate_sgd")
-def last_iterate_sgd(scenario: Any, recorder: Recorder) -> dict[str, Any]:
-    params = {"dim": 5, "mu": 1.0, "sigma": 1.0, "step": 1.0, "repeats": 200, "tolerance": 0.15}
-    params.update({k: v for k, v in scenario.study.items() if k != "name"})
+class LastIterateParams(StudyParams):
+    dim: int = Field(5, ge=1, le=10_000)
+    mu: float = Field(1.0, gt=0)
+    sigma: float = Field(1.0, ge=0)
+    step: float = Field(1.0, gt=0)
+    repeats: int = Field(200, ge=1, le=100_000)
+    tolerance: float = Field(0.15, ge=0)
+
+
+@register_study(
+    "last_iterate_sgd",
+    params=LastIterateParams,
+    paper="Liu & Zhou, Revisiting the last-iterate convergence of stochastic gradient methods, ICLR 2024",
+    claim="last-iterate gap slopes: -1 (strongly convex), -1/2 (convex Lipschitz)",
+    figures=(
+        FigureSpec(
+            "Last-iterate gap", "horizon", ("gap_strongly_convex", "gap_lipschitz"), log_x=True, log_y=True
+        ),
+    ),
+    number=21,
+)
+def last_iterate_sgd(params: LastIterateParams, context: StudyContext) -> StudyOutcome:
     horizons = [2**k for k in range(4, 12)]
     gaps: dict[str, list[float]] = {"strongly_convex": [], "lipschitz": []}
-    for index, horizon in enumerate(horizons):
-        shape = (int(params["repeats"]), int(params["dim"]))
-        rng = numpy_rng(scenario.seed, "study.sgd", 0, horizon)
-        gaps["strongly_convex"].append(
-            _strongly_convex_gap(rng, horizon, shape, params["mu"], params["sigma"])
-        )
-        gaps["lipschitz"].append(_lipschitz_gap(rng, horizon, shape, params["step"], params["sigma"]))
-        recorder.append_metrics(
+    shape = (params.repeats, params.dim)
+    for horizon in horizons:
+        rng = context.numpy_rng("sgd", 0, horizon)
+        gaps["strongly_convex"].append(_strongly_convex_gap(rng, horizon, shape, params.mu, params.sigma))
+        gaps["lipschitz"].append(_lipschitz_gap(rng, horizon, shape, params.step, params.sigma))
+        context.record(
             {
-                "round": index,
                 "horizon": horizon,
                 "virtual_time": float(horizon),
-                "grad_evals": horizon * int(params["repeats"]) * 2,
+                "grad_evals": horizon * params.repeats * 2,
                 "gap_strongly_convex": gaps["strongly_convex"][-1],
                 "gap_lipschitz": gaps["lipschitz"][-1],
             }
@@ -64,11 +84,11 @@ def last_iterate_sgd(scenario: Any, recorder: Recorder) -> dict[str, Any]:
     log_t = np.log(horizons)
     slope_sc = float(np.polyfit(log_t, np.log(gaps["strongly_convex"]), 1)[0])
     slope_lip = float(np.polyfit(log_t, np.log(gaps["lipschitz"]), 1)[0])
-    tolerance = float(params["tolerance"])
-    return {
-        "slope_strongly_convex": slope_sc,
-        "expected_strongly_convex": -1.0,
-        "slope_lipschitz": slope_lip,
-        "expected_lipschitz": -0.5,
-        "pass": abs(slope_sc + 1.0) <= tolerance and abs(slope_lip + 0.5) <= tolerance,
-    }
+    tol = params.tolerance
+    return StudyOutcome(
+        criteria={
+            "slope_strongly_convex": between(slope_sc, -1.0 - tol, -1.0 + tol),
+            "slope_lipschitz": between(slope_lip, -0.5 - tol, -0.5 + tol),
+        },
+        results={"horizons": horizons, "gaps": gaps},
+    )
