@@ -25,6 +25,8 @@ from torch import Tensor
 from flsim.algorithms.client import ClientContext, local_sgd
 
 Tensors = dict[str, Tensor]
+#: How the server averages clients (B1): by sample count, or a plain mean over clients.
+Weighting = Literal["samples", "uniform"]
 
 
 class AlgorithmConfig(BaseModel):
@@ -32,6 +34,10 @@ class AlgorithmConfig(BaseModel):
 
     ``local_steps`` and ``local_epochs`` are mutually exclusive: ALGORITHMS.md requires the
     config to say which one K counts. ``batch_size: full`` means full local gradients.
+    ``weighting`` defaults to ``samples`` (B1); an algorithm whose paper and official code
+    take plain means over clients (FedSpeed F4, FedAMD M1/M5, FedBuff B6) redeclares the
+    field with default ``uniform`` in its config, and a scenario's ``weighting:`` overrides
+    either default.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -41,7 +47,7 @@ class AlgorithmConfig(BaseModel):
     local_steps: PositiveInt | None = None
     local_epochs: PositiveInt | None = None
     batch_size: PositiveInt | Literal["full"] = 32
-    weighting: Literal["samples", "uniform"] = "samples"
+    weighting: Weighting = "samples"
     server_lr: float = Field(1.0, gt=0)
     momentum: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)

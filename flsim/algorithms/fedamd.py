@@ -14,6 +14,7 @@ from flsim.algorithms.base import (
     Reply,
     RoundAlgorithm,
     Tensors,
+    Weighting,
     local_training,
     register,
     tensor_bytes,
@@ -33,6 +34,8 @@ class FedAMDConfig(AlgorithmConfig):
     * ``anchor_batch``: B′, ``full`` (default) or a sample count drawn without replacement.
     * ``init_table``: every client fills v_m at x^0 before round 0 (M, "State"; default).
       ``false`` starts from v_m = 0 and skips that phase's cost.
+    * ``weighting``: ``uniform`` (default), the plain means (1/N) Σ_m of M1 and mean_miners of
+      M5 in the paper and the official code; ``samples`` weights both by sample count (B1).
     """
 
     lr: float = Field(0.01, gt=0)
@@ -41,6 +44,7 @@ class FedAMDConfig(AlgorithmConfig):
     period: PositiveInt | None = None
     anchor_batch: PositiveInt | Literal["full"] = "full"
     init_table: bool = True
+    weighting: Weighting = "uniform"
 
     @model_validator(mode="before")
     @classmethod
@@ -77,11 +81,12 @@ class FedAMD(RoundAlgorithm):
     * State: the server keeps x^t and the table v_m of every client's latest large-batch
       gradient (server-side N × d by the paper's design); clients are stateless. The
       table is filled at x^0 by the engine's initial phase, charged like a round.
-    * (M1) v^t = Σ_m w_m v_m with w the B1 weights over *all* N clients: (1/N) Σ_m v_m under
-      ``weighting: uniform`` or equal shards (the paper's setting), Σ (n_m/n) v_m by
-      default so that the minimiser of the simulator's global objective is the fixed point.
-      It is computed once, in the broadcast, so anchor refreshes of round t reach v^{t+1}
-      only (property (c); a test checks it).
+    * (M1) v^t = Σ_m w_m v_m over *all* N clients. Default ``weighting: uniform``: the plain
+      mean (1/N) Σ_m v_m of the paper and the official code, whose fixed point minimises
+      (1/N) Σ_m f_m. ``samples`` gives Σ (n_m/n) v_m, whose fixed point minimises the
+      sample-weighted objective that ``optimality_gap`` measures; the two coincide on equal
+      shards. It is computed once, in the broadcast, so anchor refreshes of round t reach
+      v^{t+1} only (property (c); a test checks it).
     * (M2) Roles are drawn by the server, per client and round, from the stream
       ``("fedamd.roles", round)``: a client is an anchor with probability p, independently
       of being sampled, so a sampled client is an anchor with probability p.
@@ -89,8 +94,8 @@ class FedAMD(RoundAlgorithm):
     * (M4) Miner: y_0 = y_{−1} = x^t, u_{−1} = v^t; u_k = u_{k−1} + g_m(y_k; ξ_k) − g_m(y_{k−1}; ξ_k)
       on the same ξ_k; y_{k+1} = y_k − η u_k (plus the shared optimizer options: clipping,
       weight decay and momentum act on u_k). Uploads Δ_m = x^t − y_K (d up; 2d down).
-    * (M5) x^{t+1} = x^t − η_g Σ_{miners} w_m Δ_m (B1 weights over the miners); unchanged if
-      there are none.
+    * (M5) x^{t+1} = x^t − η_g Σ_{miners} w_m Δ_m, w_m = 1/#miners by default (the paper's
+      mean), ∝ n_m under ``weighting: samples``; unchanged if there are none.
 
     Cost accounting: a miner step is 2 oracle calls (both terms of M4, even at k = 0 where
     they coincide, as written). An anchor's large-batch gradient is 1 oracle call, like any

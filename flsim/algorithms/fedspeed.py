@@ -13,6 +13,7 @@ from flsim.algorithms.base import (
     Reply,
     RoundAlgorithm,
     Tensors,
+    Weighting,
     local_training,
     register,
     tensor_bytes,
@@ -35,6 +36,8 @@ class FedSpeedConfig(AlgorithmConfig):
       ``active`` (paper) x^{t+1} = mean_S(y_K + h_i) (F4).
     * ``downlink``: ``code`` (default) charges 2d per client, x^t and h_i − x^t, which is what
       the official code sends; ``model`` charges d, since here h_i stays with the client.
+    * ``weighting``: ``uniform`` (default), the plain mean over S_t of F4 in the paper and in
+      the official code; ``samples`` weights clients by sample count as B1 does.
     """
 
     lr: float = Field(0.1, gt=0)
@@ -49,6 +52,7 @@ class FedSpeedConfig(AlgorithmConfig):
     perturb_eps: float = Field(1e-7, ge=0)
     h_average: Literal["all", "active"] = "all"
     downlink: Literal["code", "model"] = "code"
+    weighting: Weighting = "uniform"
 
     @model_validator(mode="before")
     @classmethod
@@ -73,8 +77,9 @@ class FedSpeed(RoundAlgorithm):
     The server (F4) keeps H = Σ_all h_i, which it can track exactly from the uploads because
     every change of h_i is the y_K − x^t that client uploads; ``h_average: all`` sets
     x^{t+1} = x^t + η_g Σ_{i∈S} w_i (y_K^i − x^t) + H/N. ``active`` uploads y_K − x^t + h_i⁺
-    (h_i after F3) and sets x^{t+1} = x^t + η_g Σ_{i∈S} w_i (that). w_i are the B1 weights
-    (1/|S| under ``weighting: uniform``), η_g = ``server_lr`` (1 in the spec).
+    (h_i after F3) and sets x^{t+1} = x^t + η_g Σ_{i∈S} w_i (that). η_g = ``server_lr`` (1 in
+    the spec). Default weighting: w_i = 1/|S|, the plain mean of F4 that paper and code both
+    use; ``weighting: samples`` gives w_i ∝ n_i (B1).
 
     Cost: 2 gradient calls a step (1 if ρ = 0 or α = 0, where g2 is not needed); d up; 2d down
     in code form. ``momentum`` acts on the full F2 direction like every client optimizer option.
