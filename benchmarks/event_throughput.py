@@ -1,6 +1,6 @@
 """Event throughput: flsim's DADAO against a minimal hand-written NumPy event loop.
 
-Both sides simulate DADAO (ALGORITHMS.md A2–A5) on ridge ``linreg`` with n = 50 nodes and
+Both sides simulate DADAO (docs/algorithms.md A2–A5) on ridge ``linreg`` with n = 50 nodes and
 d = 100, on a ring or a random geometric graph with uniform rates, deterministic gradients,
 and the same arithmetic per event: the superposed clock (an exponential gap and a choice
 by rate), the same flow matrix expm(M Δt) = Re Σ e^{λΔt} G (``DadaoFlow.rates``/``basis``,

@@ -1,4 +1,4 @@
-"""Optimal DADAO edge rates (ALGORITHMS.md A6): solve time and total rate against uniform.
+"""Optimal DADAO edge rates (docs/algorithms.md A6): solve time and total rate against uniform.
 
 For random geometric graphs with n ∈ {16, 32, 50} (radius √(2.5 ln n / (π n)), about
 2.5 ln n neighbours per node, the first connected draw of seed 0), prints the time of

@@ -1,4 +1,4 @@
-"""FMMC solve time against n, and the first-order fallback at n = 1000 (ALGORITHMS.md G5).
+"""FMMC solve time against n, and the first-order fallback at n = 1000 (docs/algorithms.md G5).
 
     python -m benchmarks.sdp_scaling [--sizes 50 100 200] [--large 1000]
 

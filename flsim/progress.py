@@ -1,4 +1,4 @@
-"""Run progress: a rich progress bar on a terminal, plain log lines otherwise (DESIGN.md §7)."""
+"""Run progress: a rich progress bar on a terminal, plain log lines otherwise (docs/architecture.md §7)."""
 
 from __future__ import annotations
 

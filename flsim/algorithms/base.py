@@ -1,7 +1,7 @@
 """The round-based algorithm contract and the registry.
 
 An algorithm is a class with typed hyperparameters and *pure* update functions over flat
-tensors (DESIGN.md §5):
+tensors (docs/architecture.md §5):
 
 * ``broadcast(server, round)``: what the server sends down (the same for every client);
 * ``client_update(message, state, ctx)``: one client's local work, returning its reply and
@@ -32,7 +32,7 @@ Weighting = Literal["samples", "uniform"]
 class AlgorithmConfig(BaseModel):
     """Hyperparameters shared by every round-based algorithm (the client optimizer).
 
-    ``local_steps`` and ``local_epochs`` are mutually exclusive: ALGORITHMS.md requires the
+    ``local_steps`` and ``local_epochs`` are mutually exclusive: docs/algorithms.md requires the
     config to say which one K counts. ``batch_size: full`` means full local gradients.
     ``weighting`` defaults to ``samples`` (B1); an algorithm whose paper and official code
     take plain means over clients (FedSpeed F4, FedAMD M1/M5, FedBuff B6) redeclares the
@@ -110,7 +110,7 @@ class RoundAlgorithm(ABC):
     """Base class for server/client algorithms driven in rounds (sync or buffered async).
 
     ``seed`` and ``clients_per_round`` are the scenario's, for algorithms whose *server* makes
-    random or participation-dependent choices (FedAMD's anchor roles, ALGORITHMS.md M2).
+    random or participation-dependent choices (FedAMD's anchor roles, docs/algorithms.md M2).
     """
 
     name: ClassVar[str]

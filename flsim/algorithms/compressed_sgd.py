@@ -1,4 +1,4 @@
-"""Compressed SGD without error correction (ALGORITHMS.md E5): the baseline of section E."""
+"""Compressed SGD without error correction (docs/algorithms.md E5): the baseline of section E."""
 
 from __future__ import annotations
 

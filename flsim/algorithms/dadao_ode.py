@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import solve_sylvester
 
-# Row order of the state: (x, x̃, y, ỹ, z, z̃), as in ALGORITHMS.md (A3).
+# Row order of the state: (x, x̃, y, ỹ, z, z̃), as in docs/algorithms.md (A3).
 X, XT, Y, YT, Z, ZT = range(6)
 _REORDER = [Y, YT, X, XT, Z, ZT]
 

@@ -1,4 +1,4 @@
-"""EControl (ALGORITHMS.md E1–E2), Gao, Islamov and Stich, ICLR 2024."""
+"""EControl (docs/algorithms.md E1–E2), Gao, Islamov and Stich, ICLR 2024."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""EF14: error feedback (ALGORITHMS.md E3), Seide et al. 2014; Stich, Cordonnier and Jaggi 2018."""
+"""EF14: error feedback (docs/algorithms.md E3), Seide et al. 2014; Stich, Cordonnier and Jaggi 2018."""
 
 from __future__ import annotations
 

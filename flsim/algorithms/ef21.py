@@ -1,4 +1,4 @@
-"""EF21 (ALGORITHMS.md E4), Richtárik, Sokolov and Fatkhullin, NeurIPS 2021."""
+"""EF21 (docs/algorithms.md E4), Richtárik, Sokolov and Fatkhullin, NeurIPS 2021."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """EF21-SGDM: EF21 with momentum on the client's gradient estimator.
 
 Fatkhullin, Tyurin and Richtárik, "Momentum Provably Improves Error Feedback!", NeurIPS 2023,
-Algorithm 1. Not in ALGORITHMS.md; it extends E4 by one line.
+Algorithm 1. Not in docs/algorithms.md; it extends E4 by one line.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Shared parts of the compressed one-step methods of ALGORITHMS.md E (EControl, EF14, EF21, ...).
+"""Shared parts of the compressed one-step methods of docs/algorithms.md E (EControl, EF14, EF21, ...).
 
 Each of ``econtrol`` (E1–E2), ``ef14`` (E3), ``ef21`` (E4), ``compressed_sgd`` (E5) and
 ``ef21_sgdm`` is a round-based algorithm in which a round is *one* step of its recursion:

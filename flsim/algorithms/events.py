@@ -1,4 +1,4 @@
-"""Event-driven decentralized algorithms on Poisson clocks (ALGORITHMS.md A).
+"""Event-driven decentralized algorithms on Poisson clocks (docs/algorithms.md A).
 
 Each node fires gradient events on its own Poisson clock and each edge fires communication
 events on its own (rate λ_ij). The engine (:mod:`flsim.engine.event_driver`) draws the
@@ -409,7 +409,7 @@ class AdomPlusConfig(DadaoConfig):
 
 @register_event
 class AdomPlus(SynchronousEventAlgorithm):
-    """ADOM+ as in the official DADAO code (the synchronous baseline of ALGORITHMS.md A).
+    """ADOM+ as in the official DADAO code (the synchronous baseline of docs/algorithms.md A).
 
     Per iteration every node evaluates one gradient (at its x_g) and the network runs
     ``gossip_steps`` gossip steps with W_k = I − L_k/λ_max(L_k), L_k the Laplacian of the

@@ -1,4 +1,4 @@
-"""FedAMD (ALGORITHMS.md M1–M5), Wu et al., ICML 2023 (anchor sampling); code: HarliWu/FedAMD."""
+"""FedAMD (docs/algorithms.md M1–M5), Wu et al., ICML 2023 (anchor sampling); code: HarliWu/FedAMD."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""FedAvg (ALGORITHMS.md B1)."""
+"""FedAvg (docs/algorithms.md B1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""FedBuff, asynchronous buffered aggregation (ALGORITHMS.md B6); driven by flsim.engine.buffered."""
+"""FedBuff, asynchronous buffered aggregation (docs/algorithms.md B6); driven by flsim.engine.buffered."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""FedDyn (ALGORITHMS.md B5)."""
+"""FedDyn (docs/algorithms.md B5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""FedProx (ALGORITHMS.md B2)."""
+"""FedProx (docs/algorithms.md B2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""FedSAM (ALGORITHMS.md B4)."""
+"""FedSAM (docs/algorithms.md B4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""FedSpeed (ALGORITHMS.md F1–F4), Sun et al., ICLR 2023; official code: FL-Simulator."""
+"""FedSpeed (docs/algorithms.md F1–F4), Sun et al., ICLR 2023; official code: FL-Simulator."""
 
 from __future__ import annotations
 

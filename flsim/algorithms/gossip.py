@@ -1,4 +1,4 @@
-"""Decentralized algorithms in synchronous rounds: local work, then gossip (ALGORITHMS.md B7, B8, D).
+"""Decentralized algorithms in synchronous rounds: local work, then gossip (docs/algorithms.md B7, B8, D).
 
 There is no server. Node i keeps its own model x_i. One round is
 

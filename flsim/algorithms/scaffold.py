@@ -1,4 +1,4 @@
-"""SCAFFOLD, option II (ALGORITHMS.md B3)."""
+"""SCAFFOLD, option II (docs/algorithms.md B3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The backend contract: where batches of independent client work execute (DESIGN.md §4)."""
+"""The backend contract: where batches of independent client work execute (docs/architecture.md §4)."""
 
 from __future__ import annotations
 

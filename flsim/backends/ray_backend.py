@@ -1,4 +1,4 @@
-"""The Ray backend: a small pool of actors, each hosting many virtual clients or nodes (DESIGN.md §4).
+"""The Ray backend: a small pool of actors, each hosting many virtual clients or nodes (docs/architecture.md §4).
 
 * Client (or node) c lives on actor ``c % pool_size`` for the whole run, so its persistent
   state (control variates, duals, error buffers, x_i) never leaves that actor between rounds.

@@ -1,6 +1,6 @@
 """Compressors with exact byte accounting, error feedback as a channel, and EF kernels.
 
-See ALGORITHMS.md section E. Layout:
+See docs/algorithms.md section E. Layout:
 
 * :mod:`~flsim.compression.compressors` — identity, top-k, rand-k, QSGD, scaled sign, natural;
 * :mod:`~flsim.compression.channel` — :class:`UplinkChannel` (none / ef14 / ef21 / econtrol)

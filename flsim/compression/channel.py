@@ -1,15 +1,15 @@
 """Error feedback as a *channel*: a stateful transform around any algorithm's uplink message.
 
 An algorithm decides *what* a client sends (a gradient, a model delta, ...); the channel decides
-*how* it travels: compressed, and with which error-feedback mechanism (ALGORITHMS.md E1–E4). The
+*how* it travels: compressed, and with which error-feedback mechanism (docs/algorithms.md E1–E4). The
 two are independent, so every algorithm gets every mechanism for free, as in Meta's FLSim
-("compression is a channel between client and server", DESIGN.md §9).
+("compression is a channel between client and server", docs/architecture.md §9).
 
 The channel itself is stateless and pure: all state lives in small frozen dataclasses that the
 caller stores — :class:`ClientChannelState` with the client (the lead's client-state store),
 and on the server either one :class:`MirrorState` per client (:meth:`UplinkChannel.decode`) or
 one O(d) :class:`ServerChannelState` for all of them (:meth:`UplinkChannel.aggregate`, the
-form that avoids an N × d server, DESIGN.md §9 anti-pattern).
+form that avoids an N × d server, docs/architecture.md §9 anti-pattern).
 
 Mechanisms (v is the message the algorithm wants to send, C the compressor):
 

@@ -1,4 +1,4 @@
-"""Compressors on flat 1-D tensors, with exact byte accounting (ALGORITHMS.md, section E).
+"""Compressors on flat 1-D tensors, with exact byte accounting (docs/algorithms.md, section E).
 
 Every compressor maps a vector ``v`` (float32 or float64, 1-D) to a :class:`Compressed`: the
 *decoded* dense tensor that the receiver reconstructs (same dtype and shape as ``v``), and the
@@ -55,7 +55,7 @@ class Compressed:
         value: the decoded dense vector C(v), in the input's dtype and shape.
         nbytes: exact size of the encoded message in bytes (see each compressor's docstring).
         reset: ``True`` for the one uncompressed initialisation message of EF21 / EControl
-            (ALGORITHMS.md E, "Init"): the receiver *replaces* its mirror by ``value`` instead of
+            (docs/algorithms.md E, "Init"): the receiver *replaces* its mirror by ``value`` instead of
             adding ``value`` to it. Compressors themselves always set ``False``.
     """
 

@@ -1,4 +1,4 @@
-"""One step of EControl, EF14, EF21 and uncorrected compressed SGD for n clients (ALGORITHMS.md E).
+"""One step of EControl, EF14, EF21 and uncorrected compressed SGD for n clients (docs/algorithms.md E).
 
 These are the literal recursions of section E, written as pure functions over tensors: every
 step takes the iterate and a frozen state and returns new ones, never modifying its inputs. They

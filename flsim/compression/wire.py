@@ -5,7 +5,7 @@ size of the encoded message, which is all the generic channel needs. The round-b
 algorithms (``econtrol``, ``ef14``, ``ef21``, ``compressed_sgd``, ``ef21_sgdm``) instead reply
 with the encoded message itself, so that the engine's ordinary byte count — the sum of the
 reply tensors' bytes (:func:`flsim.algorithms.base.tensor_bytes`) — is the compressed size
-(ALGORITHMS.md E: "Bytes are counted exactly: Top-k sends k values and k indices"), and the
+(docs/algorithms.md E: "Bytes are counted exactly: Top-k sends k values and k indices"), and the
 server really decodes what was sent. :func:`encode` produces such a payload and
 :func:`decode` inverts it, bit for bit: for every compressor, ``tensor_bytes(encode(...))``
 equals ``Compressed.nbytes`` and ``decode(encode(...))`` equals ``Compressed.value``.

@@ -1,4 +1,4 @@
-"""Compression as a channel around any round-based algorithm (ALGORITHMS.md E; DESIGN.md §9).
+"""Compression as a channel around any round-based algorithm (docs/algorithms.md E; docs/architecture.md §9).
 
 The algorithm decides *what* a client sends; the channel decides *how* it travels. Uplink:
 every tensor of a reply goes through the configured compressor and error feedback, with the

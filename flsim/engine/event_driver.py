@@ -1,4 +1,4 @@
-"""The asynchronous driver: superposed Poisson clocks of nodes and edges (ALGORITHMS.md A).
+"""The asynchronous driver: superposed Poisson clocks of nodes and edges (docs/algorithms.md A).
 
 The process is simulated exactly: inter-arrival times are Exp(R) with R = Σ node rates +
 Σ λ_ij, and each event is chosen with probability proportional to its clock's rate. All

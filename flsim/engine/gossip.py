@@ -1,4 +1,4 @@
-"""The synchronous decentralized driver: local phase, Q gossip steps, per round (ALGORITHMS.md D).
+"""The synchronous decentralized driver: local phase, Q gossip steps, per round (docs/algorithms.md D).
 
 Virtual time of a round: the slowest node's local compute, then Q gossip steps, each as
 long as the slowest link carrying one model (every node sends to all its neighbours at once).

@@ -23,7 +23,7 @@ from flsim.tasks.base import Task
 
 
 def configure_torch(threads: int) -> None:
-    """Same intra-op thread count and deterministic kernels on every worker (DESIGN.md §3).
+    """Same intra-op thread count and deterministic kernels on every worker (docs/architecture.md §3).
 
     ``torch.use_deterministic_algorithms`` also imports ``torch._inductor`` (seconds of start-up
     per process, paid by every Ray actor and every run) only to set a compiler flag flsim

@@ -65,7 +65,7 @@ class ServerCore:
         """(what ``clients`` receive for ``round_index``, the bytes sent to each of them).
 
         With a compressed downlink every client receives the tracked public model and the
-        bytes are those of one compressed copy (ALGORITHMS.md E; :class:`DownlinkChannel`).
+        bytes are those of one compressed copy (docs/algorithms.md E; :class:`DownlinkChannel`).
         """
         message = self.algorithm.broadcast(self.server, round_index)
         if self.downlink.channel is None:

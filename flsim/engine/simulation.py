@@ -1,6 +1,6 @@
 """The round-based driver: server, clients and the virtual clock on one event heap.
 
-Per round t (DESIGN.md §3): the driver samples S_t and the server role broadcasts at
+Per round t (docs/architecture.md §3): the driver samples S_t and the server role broadcasts at
 virtual time T. The backend runs the clients' updates as one batch of independent work.
 Each reply is then scheduled on the heap at T + latency(down) + compute(steps) +
 latency(up) and popped in (time, sequence) order; the synchronous server aggregates once
@@ -122,7 +122,7 @@ class RoundSimulation(RoundLoop):
     def initialize(self) -> None:
         """The algorithm's optional "every client computes once" phase before round 0.
 
-        FedAMD fills its table of client gradients at x^0 this way (ALGORITHMS.md M); its
+        FedAMD fills its table of client gradients at x^0 this way (docs/algorithms.md M); its
         gradient evaluations, bytes, events and virtual time are charged like a round's, so
         they show in the round-0 metrics row. Clients run it as round ``INIT_ROUND`` (-1).
         """

@@ -1,4 +1,4 @@
-"""Study 21: last-iterate convergence of SGD, measured as log-log slopes (STUDIES.md #21).
+"""Study 21: last-iterate convergence of SGD, measured as log-log slopes (docs/studies.md #21).
 
 Two convex problems with closed-form optima, with a seeded Gaussian gradient oracle:
 

@@ -1,4 +1,4 @@
-"""Tasks: datasets, partitioners, models, losses and known optima (DESIGN.md §6).
+"""Tasks: datasets, partitioners, models, losses and known optima (docs/architecture.md §6).
 
 :func:`build_task` is the single entry point. It is a pure function of ``(cfg, seed)``:
 every Ray actor builds its own copy of the task and they must agree bit for bit, so all

@@ -238,7 +238,7 @@ def register_cli(subparsers: Any) -> None:
     show.add_argument("--plot", metavar="OUT.png", help="draw the graph, edge widths proportional to weights")
     show.set_defaults(func=_cmd_show)
 
-    rates = sub.add_parser("rates", help="optimal per-edge Poisson rates for DADAO (ALGORITHMS.md A6)")
+    rates = sub.add_parser("rates", help="optimal per-edge Poisson rates for DADAO (docs/algorithms.md A6)")
     rates.add_argument("spec", help="topology file, or kind:key=value,...")
     rates.add_argument("--seed", type=int, default=0, help="seed for random graph kinds")
     rates.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -19,7 +19,7 @@ CYCLE_ENTRY_KEYS = frozenset({"kind", "params", "file"})
 class TopologyConfig(BaseModel):
     """A graph by builder (``kind`` + ``params``) or by ``file``, plus how it is used.
 
-    ``mixing``: the gossip weights (ALGORITHMS.md G1-G5; ``uniform`` is J on the complete
+    ``mixing``: the gossip weights (docs/algorithms.md G1-G5; ``uniform`` is J on the complete
     graph). ``solver``: for ``fdla``/``fmmc``, ``sdp`` (interior point), ``cvxpy``,
     ``first_order`` or ``auto`` (first order from 500 nodes).
 

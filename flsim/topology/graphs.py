@@ -2,7 +2,7 @@
 
 Every graph that leaves this module is a simple undirected :class:`networkx.Graph` whose nodes
 are the integers ``0..n-1`` (node ``i`` is client ``i``), with no self-loops, and connected.
-Those three facts are what the mixing matrices (ALGORITHMS.md (G1)-(G5)) and the DADAO graph
+Those three facts are what the mixing matrices (docs/algorithms.md (G1)-(G5)) and the DADAO graph
 quantities (A1) assume, so they are checked once here instead of in every consumer.
 
 Random builders never touch global RNG state: attempt ``a`` of a draw for round ``r`` uses

@@ -1,4 +1,4 @@
-"""Gossip matrices W = I − B diag(w) Bᵀ: heuristics and optimal ones (ALGORITHMS.md G).
+"""Gossip matrices W = I − B diag(w) Bᵀ: heuristics and optimal ones (docs/algorithms.md G).
 
 Every W here is assembled from per-edge weights w through the incidence form, so it is
 exactly symmetric, its rows sum to one and it is supported on the graph by construction;

@@ -3,7 +3,7 @@
 ``flsim topology show --plot`` prefers matplotlib, then plotly + kaleido; neither is a
 dependency of flsim, so this module is the last resort that always works: anti-aliased
 segments whose width is proportional to |w_ij| (blue for positive, red for the negative
-weights FDLA may produce, ALGORITHMS.md G4), nodes as outlined discs, no text (the title
+weights FDLA may produce, docs/algorithms.md G4), nodes as outlined discs, no text (the title
 goes into a PNG ``tEXt`` chunk). It is meant for graphs up to a few hundred nodes.
 """
 

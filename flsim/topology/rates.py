@@ -1,4 +1,4 @@
-"""Per-edge communication rates for DADAO and the asynchronous baselines (ALGORITHMS.md A1, A6).
+"""Per-edge communication rates for DADAO and the asynchronous baselines (docs/algorithms.md A1, A6).
 
 DADAO needs χ₁ χ₂ ≤ ½ (A1). The code's default spreads a total rate s = √(2 χ₁(L_p) χ₂(L_p))
 uniformly over the edges (:func:`uniform_edge_rates`). :func:`optimal_rates` solves (A6):

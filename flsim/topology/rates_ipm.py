@@ -1,4 +1,4 @@
-"""Optimal DADAO edge rates (ALGORITHMS.md A6) as one convex problem, by a barrier method.
+"""Optimal DADAO edge rates (docs/algorithms.md A6) as one convex problem, by a barrier method.
 
 (A6) searches over a > 0 and solves, for each a, the slice
 

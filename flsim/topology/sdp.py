@@ -1,7 +1,7 @@
 """Solvers for the optimal gossip weights FDLA (G4) and FMMC (G5).
 
 Both problems minimise s subject to −sI ⪯ W(w) − J ⪯ sI with W(w) = I − B diag(w) Bᵀ; FMMC
-adds w ≥ 0 and |B| w ≤ 1 (ALGORITHMS.md G). Three solvers:
+adds w ≥ 0 and |B| w ≤ 1 (docs/algorithms.md G). Three solvers:
 
 :func:`interior_point`
     A primal-dual interior-point method (HKM direction with Mehrotra's predictor-corrector,

@@ -1,4 +1,4 @@
-"""Spectral quantities of graphs and gossip matrices (ALGORITHMS.md G, D, A1).
+"""Spectral quantities of graphs and gossip matrices (docs/algorithms.md G, D, A1).
 
 * ``slem(W) = ‖W − J‖₂`` (G): the per-step contraction of the consensus error; DFedSAM's λ
   (D) is the same number for a symmetric doubly stochastic W.

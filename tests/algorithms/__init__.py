@@ -1,4 +1,4 @@
-"""Tests of the centralized FL algorithms (ALGORITHMS.md B, F, M)."""
+"""Tests of the centralized FL algorithms (docs/algorithms.md B, F, M)."""
 
 #: The algorithms these tests cover (the registry also holds other families').
 CENTRALIZED = ["fedamd", "fedavg", "fedbuff", "feddyn", "fedprox", "fedsam", "fedspeed", "scaffold"]

@@ -1,4 +1,4 @@
-"""Gradient-oracle calls and bytes, exactly, per algorithm (ALGORITHMS.md header, B3, F, M).
+"""Gradient-oracle calls and bytes, exactly, per algorithm (docs/algorithms.md header, B3, F, M).
 
 tiny_linreg: d = 5 parameters in float64 (40 bytes a vector), 6 clients, 3 sampled a round,
 K = 3 local steps of batch 8.

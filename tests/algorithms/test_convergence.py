@@ -1,4 +1,4 @@
-"""Exactness on heterogeneous least squares (ALGORITHMS.md F (b), B3, B5, M (a)).
+"""Exactness on heterogeneous least squares (docs/algorithms.md F (b), B3, B5, M (a)).
 
 Full participation, full-batch gradients: the drift-corrected methods converge to the exact
 minimiser x* (optimality_gap < 1e-8), while FedAvg with K = 10 local steps stalls at a

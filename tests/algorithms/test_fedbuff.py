@@ -1,4 +1,4 @@
-"""FedBuff (ALGORITHMS.md B6) on the buffered asynchronous driver."""
+"""FedBuff (docs/algorithms.md B6) on the buffered asynchronous driver."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""EControl, EF14, EF21, EF21-SGDM and compressed SGD through the round engine (ALGORITHMS.md E)."""
+"""EControl, EF14, EF21, EF21-SGDM and compressed SGD through the round engine (docs/algorithms.md E)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ADOM+ in the event driver (ALGORITHMS.md A, baselines): constants as in the official DADAO
+"""ADOM+ in the event driver (docs/algorithms.md A, baselines): constants as in the official DADAO
 code, exact linear convergence, accounting comparable with DADAO, multi-consensus, cycles."""
 
 from __future__ import annotations

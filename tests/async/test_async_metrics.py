@@ -1,5 +1,5 @@
 """Metrics of event runs: the running average under stochastic gradients, event counts by
-type, and report panels against virtual time, gradients and communications (ALGORITHMS.md A)."""
+type, and report panels against virtual time, gradients and communications (docs/algorithms.md A)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Time-varying graphs for the event algorithms: a fixed cycle, switched every 1/χ₁ time
-units as in the official DADAO code, with per-graph rate distributions (ALGORITHMS.md A1)."""
+units as in the official DADAO code, with per-graph rate distributions (docs/algorithms.md A1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Compressor properties from ALGORITHMS.md section E: contraction, unbiasedness, variance, bytes."""
+"""Compressor properties from docs/algorithms.md section E: contraction, unbiasedness, variance, bytes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Property (d) of ALGORITHMS.md section E on heterogeneous least squares (d = 20, n = 5, Top-1).
+"""Property (d) of docs/algorithms.md section E on heterogeneous least squares (d = 20, n = 5, Top-1).
 
 EControl and EF21 converge linearly to x*; EF14 levels off at a floor that shrinks with γ;
 uncorrected compressed GD (E5) stalls far above both.

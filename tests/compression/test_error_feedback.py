@@ -1,4 +1,4 @@
-"""Identities of ALGORITHMS.md section E for the kernels (E1–E5) and the uplink channel."""
+"""Identities of docs/algorithms.md section E for the kernels (E1–E5) and the uplink channel."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""FedAvg (ALGORITHMS.md B1) against reference computations."""
+"""FedAvg (docs/algorithms.md B1) against reference computations."""
 
 from __future__ import annotations
 

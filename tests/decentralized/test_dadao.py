@@ -1,4 +1,4 @@
-"""DADAO (ALGORITHMS.md A): exact flow, invariants, fixed point, linear convergence, clocks."""
+"""DADAO (docs/algorithms.md A): exact flow, invariants, fixed point, linear convergence, clocks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Decentralized algorithms (ALGORITHMS.md B7, B8, D) against reference computations."""
+"""Decentralized algorithms (docs/algorithms.md B7, B8, D) against reference computations."""
 
 from __future__ import annotations
 

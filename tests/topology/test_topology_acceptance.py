@@ -1,4 +1,4 @@
-"""Acceptance checks of issues 4 and 5 for the topology package (ALGORITHMS.md G, D, A1, A6).
+"""Acceptance checks of issues 4 and 5 for the topology package (docs/algorithms.md G, D, A1, A6).
 
 Scale (FDLA/FMMC at n = 100, rates at n = 32), the A6 rates' structure on bottleneck graphs
 and their agreement with the (A6) 1-D search, the PNG fallback of ``--plot``, the CLI through

@@ -1,4 +1,4 @@
-"""Gossip matrices (ALGORITHMS.md G, D): heuristics, FDLA/FMMC solvers, checks and fallback."""
+"""Gossip matrices (docs/algorithms.md G, D): heuristics, FDLA/FMMC solvers, checks and fallback."""
 
 from __future__ import annotations
 
