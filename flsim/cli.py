@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flsim.config.errors import ConfigError, ConfigErrors
+from flsim.config.errors import ConfigError, ConfigErrors, clip
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -68,10 +68,19 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             print(f"ok      {path}")
         except (ConfigError, ConfigErrors) as exc:
             status = EXIT_USAGE
-            print(f"invalid {path}", file=sys.stderr)
-            for line in str(exc).splitlines():
-                print(f"  {line}", file=sys.stderr)
+            print(f"invalid {path}: {_one_line(exc)}", file=sys.stderr)
     return status
+
+
+def _one_line(exc: ConfigError | ConfigErrors) -> str:
+    """The first error in full and the keys of the others: one line, whatever the input."""
+    if isinstance(exc, ConfigError):
+        return str(exc)
+    first, rest = exc.errors[0], exc.errors[1:]
+    if not rest:
+        return str(first)
+    keys = ", ".join(clip(e.key, 60) for e in rest[:4]) + (", ..." if len(rest) > 4 else "")
+    return f"{first} (and {len(rest)} more: {keys})"
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -176,11 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _plugins() -> list:
-    """Feature packages that add their own sub-commands (``topology``, ``sweep``, ...)."""
+    """Feature packages that add their own sub-commands (``topology``, ``dashboard``, ``studies``, ...)."""
     import importlib
 
     found = []
-    for name in ("flsim.topology.cli", "flsim.dashboard.cli"):
+    for name in ("flsim.topology.cli", "flsim.dashboard.cli", "flsim.studies.cli"):
         try:
             found.append(importlib.import_module(name))
         except ModuleNotFoundError as exc:
@@ -203,8 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (ConfigError, ConfigErrors) as exc:
-        for line in str(exc).splitlines():
-            print(f"flsim: config error: {line}", file=sys.stderr)
+        print(f"flsim: config error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("flsim: interrupted", file=sys.stderr)

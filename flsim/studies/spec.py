@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from flsim.studies.outcome import StudyOutcome
 
 #: Modules of this package that hold the harness rather than a study.
-HARNESS_MODULES = frozenset({"spec", "outcome", "context", "runner"})
+HARNESS_MODULES = frozenset({"spec", "outcome", "context", "runner", "cli"})
 
 
 class StudyParams(BaseModel):
@@ -50,6 +50,31 @@ class FigureSpec:
     log_x: bool = False
     log_y: bool = False
     where: dict[str, Any] = field(default_factory=dict)  # keep rows whose columns equal these
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form, written to ``summary.json`` so a run directory draws its own figures."""
+        return {
+            "title": self.title,
+            "x": self.x,
+            "y": list(self.y),
+            "series": self.series,
+            "log_x": self.log_x,
+            "log_y": self.log_y,
+            "where": dict(self.where),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FigureSpec:
+        """The inverse of :meth:`as_dict` (unknown keys are ignored, for older or newer runs)."""
+        return cls(
+            title=str(data.get("title", "")),
+            x=str(data["x"]),
+            y=tuple(str(c) for c in data.get("y", ())),
+            series=data.get("series"),
+            log_x=bool(data.get("log_x", False)),
+            log_y=bool(data.get("log_y", False)),
+            where=dict(data.get("where") or {}),
+        )
 
 
 StudyFunction = Callable[[Any, "StudyContext"], "StudyOutcome"]
