@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flsim.config.errors import ConfigError, ConfigErrors, clip
+from flsim.config.errors import ConfigError, ConfigErrors
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -68,19 +68,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             print(f"ok      {path}")
         except (ConfigError, ConfigErrors) as exc:
             status = EXIT_USAGE
-            print(f"invalid {path}: {_one_line(exc)}", file=sys.stderr)
+            print(f"invalid {path}", file=sys.stderr)
+            for line in str(exc).splitlines():
+                print(f"  {line}", file=sys.stderr)
     return status
-
-
-def _one_line(exc: ConfigError | ConfigErrors) -> str:
-    """The first error in full and the keys of the others: one line, whatever the input."""
-    if isinstance(exc, ConfigError):
-        return str(exc)
-    first, rest = exc.errors[0], exc.errors[1:]
-    if not rest:
-        return str(first)
-    keys = ", ".join(clip(e.key, 60) for e in rest[:4]) + (", ..." if len(rest) > 4 else "")
-    return f"{first} (and {len(rest)} more: {keys})"
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -212,7 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (ConfigError, ConfigErrors) as exc:
-        print(f"flsim: config error: {_one_line(exc)}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"flsim: config error: {line}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("flsim: interrupted", file=sys.stderr)
