@@ -199,7 +199,7 @@ def test_a_malformed_study_parameter_names_its_key(study, key):
         flsim.run({"kind": "study", "study": {"name": "featom", **study}})
 
 
-def test_unused_radial_fem_options_keep_the_basis_consistent():
+def test_the_natural_condition_at_the_origin_keeps_its_node():
     """Natural condition at r = 0 keeps one more DOF than Dirichlet (the Poisson basis)."""
     mesh = exponential_mesh(10.0, 10.0, 3)
     assert RadialFEM(mesh, 4, 10, dirichlet_left=False).dofs == RadialFEM(mesh, 4, 10).dofs + 1

@@ -136,7 +136,7 @@ class _Discretisation:
         r = self.poisson.r
         rhs = self.poisson.load(4 * np.pi * density * r**2)
         homogeneous = self.poisson.at_quadrature(scipy.linalg.cho_solve(self._poisson_factor, rhs))
-        electrons = self.fem.integrate(4 * np.pi * density * r**2)
+        electrons = self.poisson.integrate(4 * np.pi * density * r**2)
         return homogeneous + electrons / self.settings.r_max
 
 
