@@ -42,8 +42,13 @@ class StudyContext:
     def with_seed(self, seed: int) -> StudyContext:
         """The same recorder under another seed, for studies that take a median over ``seeds``.
 
-        Rows recorded through either context share one ``round`` numbering.
+        Under scenario seed 0 (every shipped scenario) the new context's seed is ``seed`` itself;
+        under any other scenario seed it is derived from both, so that ``flsim studies run
+        --seeds 0 1 2`` gives each run its own streams. Rows recorded through either context
+        share one ``round`` numbering.
         """
+        if self.seed != 0:
+            seed = int(np.random.SeedSequence([self.seed, seed]).generate_state(1, np.uint64)[0] >> 1)
         return StudyContext(seed, self.recorder, self._row_numbers)
 
     def record(self, row: dict[str, Any]) -> None:
