@@ -40,6 +40,7 @@ def index_html(title: str, poll_ms: int) -> str:
 <style>{_CSS}</style>
 <script src="/assets/plotly.min.js"></script>
 <script src="/assets/dashboard.js" defer></script>
+<script src="/assets/studies.js" defer></script>
 </head>
 <body data-poll-ms="{int(poll_ms)}">
 <header>
@@ -68,6 +69,7 @@ def index_html(title: str, poll_ms: int) -> str:
     <th class="l">status</th><th class="l">scenario</th><th class="l">algorithm</th><th>seed</th>
     <th class="l">run</th><th>rows</th><th>round</th><th id="metric-head">metric</th><th class="l">files</th>
   </tr></thead><tbody></tbody></table>
+  <section id="studies"></section>
 </main>
 </body></html>
 """

@@ -35,6 +35,7 @@ from aiohttp import web
 
 from flsim.dashboard.page import DASHBOARD_JS, index_html
 from flsim.dashboard.store import RunStore
+from flsim.dashboard.studies import add_study_routes
 from flsim.results.loading import CONFIG_FILE, _read_yaml
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,7 @@ def make_app(
     app.router.add_get(f"/api/runs/{_ID}", _api_run)
     app.router.add_get(f"/api/runs/{_ID}/metrics", _api_metrics)
     app.router.add_get("/files/{tail:.+}", _files)
+    add_study_routes(app, STORE_KEY)  # /api/runs/{id}/study and /assets/studies.js
     return app
 
 

@@ -168,6 +168,7 @@ class RunState:
             "seed": self.info.get("seed"),
             "run_id": self.info.get("run_id"),
             "status": self.status,
+            "study": self.summary.get("study") if isinstance(self.summary, dict) else None,
             "rows": len(self.rows),
             "generation": self.generation,
             "metrics": list(self.columns),

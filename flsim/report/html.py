@@ -40,6 +40,7 @@ from flsim.report.figures import (
     spec_panel_figure,
 )
 from flsim.report.spec import DashboardSpec, FinalTableSpec, TargetTableSpec, load_spec
+from flsim.report.study import study_section
 from flsim.results.loading import PathLike, Results, config_value, flatten_config, load_results
 
 __all__ = [
@@ -424,6 +425,7 @@ def _default_body(results: Results) -> list[str]:
     if not figures:
         parts.append('<p class="note">No metric rows to plot yet.</p>')
     parts += [_figure_block(key, fig) for key, fig in figures.items()]
+    parts += study_section(results, _figure_block)
     return parts
 
 
@@ -529,6 +531,7 @@ def _spec_body(results: Results, spec: DashboardSpec, total_runs: int) -> list[s
     if results.metrics.empty:
         parts.append('<p class="note">No metric rows to plot yet.</p>')
     parts += [_figure_block(key, fig) for key, fig in figures.items()]
+    parts += study_section(results, _figure_block)
     parts += _runs_section(summary)
     return parts
 
