@@ -192,6 +192,7 @@ def _execute(scenario: Scenario, writer: RunWriter, progress: str, resumed: bool
             backend.start()
             driver = GossipSimulation if is_decentralized(scenario) else simulation_class(scenario)
             simulation = driver(scenario, task, backend, writer, reporter)
+            base_summary.update(simulation.summary_facts())
             checkpoint = writer.load_checkpoint() if resumed else None
             if checkpoint is not None:
                 simulation.restore(checkpoint)

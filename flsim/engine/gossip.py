@@ -66,6 +66,10 @@ class GossipSimulation(RoundLoop):
             dense if uplink is None else build_compressor(uplink).message_nbytes(task.dim, task.dtype)
         )
 
+    def summary_facts(self) -> dict[str, Any]:
+        """``topology``: the schedule's facts, so a k-peer run records that W is only row-stochastic."""
+        return {"topology": self.schedule.describe()}
+
     # -- one round ------------------------------------------------------------------------
     def _gossip(self, vectors: Any, weights: np.ndarray, round_index: int) -> Any:
         rows = mixing_rows(weights)

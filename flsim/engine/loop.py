@@ -31,6 +31,10 @@ class RoundLoop:
     def initialize(self) -> None:
         """A phase before round 0 (FedAMD's table); nothing by default."""
 
+    def summary_facts(self) -> dict[str, Any]:
+        """What this driver adds to ``summary.json`` (the gossip driver: its topology)."""
+        return {}
+
     def run_round(self, round_index: int) -> Any:
         raise NotImplementedError
 

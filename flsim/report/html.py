@@ -133,18 +133,33 @@ def config_differences(run_dirs: list[str], configs: dict[str, dict[str, Any]]) 
     return out
 
 
+def gossip_matrix_kind(summary: dict[str, Any]) -> str | None:
+    """``row-stochastic only`` or ``doubly stochastic`` from a run's ``summary.json`` topology.
+
+    A k-peer W (docs/algorithms.md D) does not preserve the nodes' average, which changes what
+    its consensus distance means, so the run table says so; ``None`` for runs without one.
+    """
+    topology = summary.get("topology")
+    if not isinstance(topology, dict) or "row_stochastic_only" not in topology:
+        return None
+    return "row-stochastic only" if topology["row_stochastic_only"] else "doubly stochastic"
+
+
 def summarize_runs(
     df: pd.DataFrame,
     run_table: pd.DataFrame | None = None,
     configs: dict[str, dict[str, Any]] | None = None,
     metrics: list[str] | None = None,
+    summaries: dict[str, dict[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """Final metrics per run, one row per run, with config differences and wall time.
 
     ``run_table`` (``Results.runs``) adds runs that have no metric rows, e.g. a run that
     failed before its first evaluation, so that the table still shows them with their
     status. ``configs`` enables the ``differs`` column. ``metrics`` overrides which final
-    metrics are shown. Computed with one grouped pass over the metric rows.
+    metrics are shown. ``summaries`` (``Results.summaries``) adds ``gossip_W``
+    (:func:`gossip_matrix_kind`) for decentralized runs. Computed with one grouped pass over
+    the metric rows.
     """
     base = run_table if run_table is not None else df.drop_duplicates("run_dir")
     if base.empty:
@@ -154,6 +169,8 @@ def summarize_runs(
     run_dirs = base["run_dir"].tolist()
     if configs is not None:
         out["differs"] = config_differences(run_dirs, configs)
+    if summaries is not None:
+        out["gossip_W"] = [gossip_matrix_kind(summaries.get(r, {})) for r in run_dirs]
     wanted = list(dict.fromkeys(metrics if metrics is not None else _RUN_TABLE_METRICS))
     counters = ["round", "virtual_time", "bytes_total", "grad_evals", "wall_time"]
     last = aggregate.final_values(df, wanted + counters).reindex(run_dirs) if not df.empty else None
@@ -402,7 +419,7 @@ def _runs_section(summary: pd.DataFrame, extra_note: str = "") -> list[str]:
 def _default_body(results: Results) -> list[str]:
     df = results.metrics
     figures = default_figures(df)
-    summary = summarize_runs(df, results.runs, results.configs)
+    summary = summarize_runs(df, results.runs, results.configs, summaries=results.summaries)
     parts = [
         f'<p class="note">{len(summary)} run(s). Click a legend entry to hide a run in all panels of a '
         "figure. For sweeps, <code>flsim report --spec dashboards/&lt;name&gt;.yaml</code> aggregates "
@@ -516,7 +533,9 @@ def _spec_body(results: Results, spec: DashboardSpec, total_runs: int) -> list[s
     for t in spec.tables:
         wanted += t.metrics if isinstance(t, FinalTableSpec) else [t.metric]
     wanted = [m for m in dict.fromkeys(wanted) if m not in X_TITLES and m not in ("events",)]
-    summary = summarize_runs(results.metrics, results.runs, results.configs, metrics=wanted)
+    summary = summarize_runs(
+        results.metrics, results.runs, results.configs, metrics=wanted, summaries=results.summaries
+    )
     summary.insert(5, "group", summary["run_dir"].map(groups))
     shown = len(results.runs)
     parts = []

@@ -110,6 +110,8 @@ class TopologySchedule:
 
     ``row_stochastic_only`` is true for ``k_peers``: such W do not preserve the average, and
     consumers that rely on double stochasticity (consensus-distance guarantees) should say so.
+    A run says so three ways: one warning when its schedule is built, ``topology`` in its
+    ``summary.json`` (:meth:`describe`) and a column of the report's run table.
     """
 
     def __init__(self, config: TopologyConfig, num_nodes: int, seed: int) -> None:
@@ -124,6 +126,28 @@ class TopologySchedule:
             self._base = graph_for(config, num_nodes, seed, 0)
         if self.is_static:
             self.at(0)  # fail fast on a bad graph, before the first round
+        if self.row_stochastic_only:
+            logger.warning(
+                "k_peers gossip: every round's W is only row-stochastic (its columns need not sum "
+                "to one), so gossip does not preserve the nodes' average (docs/algorithms.md D)"
+            )
+
+    def describe(self) -> dict[str, Any]:
+        """Facts about the run's gossip matrices for ``summary.json`` (D).
+
+        ``row_stochastic_only`` says whether W may move the nodes' average; a fixed graph
+        adds its mixing facts (SLEM, solver, status) from :meth:`Mixing.summary`.
+        """
+        facts: dict[str, Any] = {
+            "time_varying": self.config.time_varying,
+            "mixing": "k_peers" if self.row_stochastic_only else self.config.mixing,
+            "row_stochastic_only": self.row_stochastic_only,
+        }
+        if self.row_stochastic_only:
+            facts["peers"] = min(self.config.peers, self.num_nodes - 1)
+        if self.is_static:
+            facts.update(self.at(0).mixing.summary())
+        return facts
 
     def _key(self, round_index: int) -> int:
         if self.config.time_varying == "none":
