@@ -16,7 +16,8 @@ from flsim.config.errors import ConfigError
 from flsim.config.loading import load_scenario, read_yaml
 from flsim.config.schema import Scenario
 from flsim.progress import ProgressReporter
-from flsim.results.writer import CONFIG, RunWriter
+from flsim.results.integrity import check_resumable
+from flsim.results.writer import CONFIG, RunDiverged, RunWriter, config_identity
 
 log = logging.getLogger("flsim")
 
@@ -56,14 +57,49 @@ def resolved_config(scenario: Scenario) -> dict[str, Any]:
 
 
 def new_run_dir(scenario: Scenario) -> Path:
+    """Create and return a fresh run directory.
+
+    ``mkdir`` without ``exist_ok`` is the claim: of several processes started in the same
+    second, each gets its own directory (an ``exists()`` test then ``mkdir`` would let them
+    share one).
+    """
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     algorithm = scenario.algorithm.get("name", scenario.kind)
     base = Path(scenario.output.dir) / scenario.name / f"{stamp}-{algorithm}-s{scenario.seed}"
+    _make_dirs(base.parent, "output.dir")
     candidate, suffix = base, 1
-    while candidate.exists():
-        suffix += 1
-        candidate = base.with_name(f"{base.name}-{suffix}")
-    return candidate
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            suffix += 1
+            candidate = base.with_name(f"{base.name}-{suffix}")
+        except OSError as exc:
+            raise ConfigError("output.dir", scenario.output.dir, _os_reason(exc)) from None
+
+
+def _os_reason(exc: OSError) -> str:
+    return f"cannot create the run directory: {exc.strerror or type(exc).__name__}"
+
+
+def _make_dirs(path: Path, key: str) -> None:
+    """``mkdir -p`` whose failure (a file in the way, no permission) is the user's to fix."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(key, str(path), _os_reason(exc)) from None
+
+
+def _explicit_run_dir(run_dir: str | Path) -> Path:
+    """``--run-dir``: a new or empty-of-runs directory, never a file such as ``/dev/null``."""
+    target = Path(run_dir)
+    if target.exists() and not target.is_dir():
+        raise ConfigError("--run-dir", str(target), "exists and is not a directory")
+    if (target / "summary.json").exists():
+        raise ConfigError("--run-dir", str(target), "already holds a run; use --resume to continue it")
+    _make_dirs(target, "--run-dir")
+    return target
 
 
 def algorithm_mode(scenario: Scenario) -> str:
@@ -130,32 +166,57 @@ def run(
     else:
         scenario = load_scenario(config, overrides)
     scenario = _apply_cli_backend(scenario, backend, address)
-    target = Path(run_dir) if run_dir is not None else new_run_dir(scenario)
-    if (target / "summary.json").exists():
-        raise ConfigError("--run-dir", str(target), "already holds a run; use --resume to continue it")
-    writer = RunWriter(target)
+    task = _prepare_task(scenario)  # an infeasible partition is a ConfigError: no directory yet
+    target = _explicit_run_dir(run_dir) if run_dir is not None else new_run_dir(scenario)
     config_data = resolved_config(scenario)
+    writer = RunWriter(target, config_identity(config_data, scenario.seed))
     writer.write_config({**config_data, "versions": versions()})
-    return _execute(scenario, writer, progress, resumed=False)
+    return _execute(scenario, writer, progress, resumed=False, task=task)
+
+
+def _prepare_task(scenario: Scenario) -> Any:
+    """The run's task, built before its directory exists (``None`` for a study).
+
+    Some problems show only once the data is there (a partition that cannot give every
+    client ``min_size`` samples, a corrupt MNIST file); building first makes them
+    configuration errors that leave nothing behind.
+    """
+    if scenario.kind != "federated":
+        return None
+    from flsim.engine.host import configure_torch
+    from flsim.tasks import build_task
+
+    configure_torch(scenario.backend.torch_threads)
+    return build_task(scenario.task, scenario.seed)
 
 
 def resume(run_dir: str | Path, *, progress: str = "off") -> RunResult:
-    """Continue a killed run from its last checkpoint; the result is bit-identical."""
+    """Continue a killed run from its last checkpoint; the result is bit-identical.
+
+    Everything in the directory is checked before anything is written to it: a damaged or
+    foreign checkpoint, or metric rows that are missing or inconsistent with it, stop the
+    resume with a :class:`ConfigError` saying how to recover, instead of a run that ends
+    ``completed`` with rows missing.
+    """
     target = Path(run_dir)
-    if not (target / CONFIG).exists():
+    if not target.is_dir() or not (target / CONFIG).is_file():
         raise ConfigError("--resume", str(target), "is not a run directory (no config.yaml)")
     raw = read_yaml(target / CONFIG)
     raw.pop("versions", None)
     scenario = load_scenario(raw)
-    return _execute(scenario, RunWriter(target), progress, resumed=True)
+    writer = RunWriter(target, config_identity(resolved_config(scenario), scenario.seed))
+    check_resumable(scenario, writer, writer.load_checkpoint())
+    task = _prepare_task(scenario)
+    for stale in writer.remove_stale_temp_files():
+        log.info("removed %s, left by a killed writer", stale)
+    return _execute(scenario, writer, progress, resumed=True, task=task)
 
 
-def _execute(scenario: Scenario, writer: RunWriter, progress: str, resumed: bool) -> RunResult:
+def _execute(scenario: Scenario, writer: RunWriter, progress: str, resumed: bool, task: Any) -> RunResult:
     from flsim.engine.event_driver import run_events
     from flsim.engine.gossip import GossipSimulation
     from flsim.engine.host import configure_torch
     from flsim.engine.simulation import simulation_class
-    from flsim.tasks import build_task
 
     started = time.time()
     base_summary = {
@@ -171,7 +232,6 @@ def _execute(scenario: Scenario, writer: RunWriter, progress: str, resumed: bool
     backend = None
     try:
         configure_torch(scenario.backend.torch_threads)
-        task = build_task(scenario.task, scenario.seed) if scenario.kind == "federated" else None
         reporter = ProgressReporter(f"{scenario.name}:{base_summary['algorithm']}", progress)
         if scenario.kind == "study":
             from flsim.studies.runner import run_study
@@ -205,6 +265,19 @@ def _execute(scenario: Scenario, writer: RunWriter, progress: str, resumed: bool
             base_summary["placement"] = backend.describe()
             base_summary["recoveries"] = simulation.recoveries
         writer.write_parquet()
+    except RunDiverged as exc:
+        writer.write_parquet()
+        rows = writer.read_metrics()
+        writer.write_summary(
+            {
+                **base_summary,
+                "status": "diverged",
+                "diverged": {"round": exc.round, "metric": exc.metric, "value": str(exc.value)},
+                "final": rows[-1] if rows else {},
+                "error": f"{type(exc).__name__}: {exc}",
+            }
+        )
+        raise
     except BaseException as exc:
         writer.write_summary(
             {

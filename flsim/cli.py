@@ -1,6 +1,6 @@
 """``flsim`` command line: parse, validate, dispatch. No simulation logic lives here.
 
-Exit codes: 0 success, 1 a run failed, 2 a usage or configuration error.
+Exit codes: 0 success, 1 a run failed or diverged, 2 a usage or configuration error.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flsim.config.errors import ConfigError, ConfigErrors
+from flsim.config.errors import ConfigError, ConfigErrors, clip
+from flsim.results.writer import RunDiverged
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -68,10 +69,19 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             print(f"ok      {path}")
         except (ConfigError, ConfigErrors) as exc:
             status = EXIT_USAGE
-            print(f"invalid {path}", file=sys.stderr)
-            for line in str(exc).splitlines():
-                print(f"  {line}", file=sys.stderr)
+            print(f"invalid {path}: {_one_line(exc)}", file=sys.stderr)
     return status
+
+
+def _one_line(exc: ConfigError | ConfigErrors) -> str:
+    """The first error in full and the keys of the others: one line, whatever the input."""
+    if isinstance(exc, ConfigError):
+        return str(exc)
+    first, rest = exc.errors[0], exc.errors[1:]
+    if not rest:
+        return str(first)
+    keys = ", ".join(clip(e.key, 60) for e in rest[:4]) + (", ..." if len(rest) > 4 else "")
+    return f"{first} (and {len(rest)} more: {keys})"
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -203,9 +213,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (ConfigError, ConfigErrors) as exc:
-        for line in str(exc).splitlines():
-            print(f"flsim: config error: {line}", file=sys.stderr)
+        print(f"flsim: config error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except RunDiverged as exc:
+        print(f"flsim: run diverged: {exc} (summary.json says status: diverged)", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("flsim: interrupted", file=sys.stderr)
         return 130

@@ -108,18 +108,20 @@ def expand_sweep(path: str | Path) -> tuple[SweepSpec, list[SweepRun]]:
 def _run_to_files(scenario: dict[str, Any], backend: str | None) -> tuple[str, dict[str, bytes], str | None]:
     """Run one scenario in a scratch directory and return its files (works on any node)."""
     from flsim.api import run
+    from flsim.results.writer import RunDiverged
 
     with tempfile.TemporaryDirectory(prefix="flsim-sweep-") as scratch:
         run_dir = Path(scratch) / "run"
-        error = None
+        error, status = None, "completed"
         try:
             run(scenario, run_dir=run_dir, backend=backend)
         except Exception as exc:  # reported per run; siblings go on
             error = f"{type(exc).__name__}: {exc}"
+            status = "diverged" if isinstance(exc, RunDiverged) else "failed"
         files = {
             str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()
         }
-    return ("failed" if error else "completed"), files, error
+    return status, files, error
 
 
 def _store(run_dir: Path, files: dict[str, bytes]) -> None:

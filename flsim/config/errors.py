@@ -2,7 +2,39 @@
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
+
+#: Longest echo of a bad value (or key) in a message: a bad input can be megabytes long, and
+#: the message must stay one readable line.
+MAX_ECHO = 200
+#: Longest reason: reasons can quote a parser's message, which can be long too.
+MAX_REASON = 240
+
+
+def _short_repr() -> reprlib.Repr:
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = short.maxlong = MAX_ECHO
+    short.maxlevel, short.maxdict, short.maxlist, short.maxtuple = 3, 6, 6, 6
+    return short
+
+
+_SHORT = _short_repr()
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` on one line and at most ``limit`` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def echo(value: Any) -> str:
+    """``repr(value)``, capped at :data:`MAX_ECHO` characters and on one line."""
+    try:
+        text = _SHORT.repr(value)
+    except (RecursionError, ValueError):  # a deep structure, or an int too long to print
+        text = f"<{type(value).__name__}>"
+    return clip(text, MAX_ECHO)
 
 
 class ConfigError(ValueError):
@@ -12,7 +44,7 @@ class ConfigError(ValueError):
         self.key = key
         self.value = value
         self.reason = reason
-        super().__init__(f"{key}: {reason} (got {value!r})")
+        super().__init__(f"{clip(key, MAX_ECHO)}: {clip(reason, MAX_REASON)} (got {echo(value)})")
 
 
 class ConfigErrors(ValueError):

@@ -12,8 +12,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from flsim.config.bounds import check_values
 from flsim.config.errors import ConfigError, ConfigErrors
 from flsim.config.schema import Scenario
+from flsim.config.yamlsafe import YamlLimitError, load_file, load_text
 
 
 def _errors_from_validation(exc: ValidationError, prefix: str = "") -> ConfigErrors:
@@ -36,7 +38,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError("-o", text, "empty key in override")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else raw
+        value = load_text(raw) if raw.strip() else raw
+    except YamlLimitError as exc:
+        raise ConfigError(key, raw, f"YAML refused: {exc}") from None
     except yaml.YAMLError:
         value = raw
     return key, value
@@ -66,10 +70,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError("scenario", str(path), "file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError("scenario", str(path), f"invalid YAML: {exc}") from exc
+    data = load_file(path, "scenario")
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -78,22 +79,39 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def validate_scenario(raw: dict[str, Any]) -> Scenario:
-    """Validate a raw mapping: the schema, then the algorithm's own hyperparameter model."""
+    """Validate a raw mapping: bounds on every value, the schema, then each part's own section.
+
+    The algorithm's hyperparameter model, the dataset's parameters and the topology are
+    checked here too, so everything a run would reject is found before it writes anything.
+    """
     from flsim.algorithms import REGISTRY, parse_algorithm_config
 
+    check_values(raw)
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
         raise _errors_from_validation(exc) from None
+    # Sections with their own models may coerce text ("inf") into a float: check the result.
+    check_values(scenario.model_dump(mode="python"))
     if scenario.kind == "federated":
         try:
             config = parse_algorithm_config(scenario.algorithm)
         except ValidationError as exc:
             raise _errors_from_validation(exc, prefix="algorithm") from None
+        check_values(config.model_dump(mode="python"), "algorithm")
         # Checks that need the scenario as well (buffer_size <= task.num_clients, ...).
         REGISTRY[config.name].validate_against(config, scenario)
+        from flsim.tasks import check_task
+
+        check_task(scenario.task)
         mode = getattr(REGISTRY[config.name], "mode", "sync")
-        if scenario.topology is not None and mode in ("gossip", "events"):
+        if scenario.topology is not None and mode not in ("gossip", "events"):
+            raise ConfigError(
+                "topology",
+                scenario.topology.kind or scenario.topology.file,
+                f"{config.name!r} is a {mode!r} algorithm and ignores the topology; remove the section",
+            )
+        if scenario.topology is not None:
             from flsim.topology.schedule import check_topology
 
             check_topology(scenario.topology, scenario.task.num_clients, scenario.seed)

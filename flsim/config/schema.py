@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 from flsim.compression.config import CompressionConfig
 from flsim.topology.config import TopologyConfig
@@ -19,11 +19,22 @@ DatasetName = Literal["digits", "linreg", "logreg", "synthetic_leaf", "mnist_idx
 PartitionKind = Literal["iid", "dirichlet", "shards", "quantity_skew"]
 ModelName = Literal["linear", "logreg", "mlp", "cnn"]
 
+#: Most clients (or gossip nodes) a scenario may have: every run holds per-client data and
+#: state in one process, so more than this is a typo (``num_clients: 1e30``), not a plan.
+MAX_CLIENTS = 100_000
+#: Most rounds a scenario may ask for.
+MAX_ROUNDS = 10_000_000
+#: ``seed`` must fit in a signed 64-bit integer: results are stored as int64.
+MAX_SEED = (1 << 63) - 1
+#: Bernoulli sampling redraws a round in which nobody participates; refuse a participation
+#: at which a round would take more than this many draws on average.
+MAX_MEAN_DRAWS = 100
+
 
 class Strict(BaseModel):
     """Base for every section: unknown keys are errors, assignments are re-validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class PartitionConfig(Strict):
@@ -34,7 +45,9 @@ class PartitionConfig(Strict):
         0.5, gt=0, description="Dirichlet concentration (dirichlet) or power-law exponent (quantity_skew)."
     )
     shards_per_client: PositiveInt = 2
-    min_size: int = Field(2, ge=1, description="Smallest number of samples any client may receive.")
+    min_size: int = Field(
+        2, ge=1, le=1_000_000, description="Smallest number of samples any client may receive."
+    )
 
 
 class ModelConfig(Strict):
@@ -47,7 +60,7 @@ class ModelConfig(Strict):
 class TaskConfig(Strict):
     dataset: DatasetName = "digits"
     dataset_params: dict[str, Any] = Field(default_factory=dict)
-    num_clients: PositiveInt = 10
+    num_clients: PositiveInt = Field(10, le=MAX_CLIENTS)
     partition: PartitionConfig = Field(default_factory=PartitionConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     test_fraction: float = Field(0.2, gt=0, lt=1, description="Held-out share of pooled datasets.")
@@ -129,7 +142,7 @@ class WallConfig(Strict):
 
 
 class OutputConfig(Strict):
-    dir: str = "results"
+    dir: str = Field("results", min_length=1, max_length=1024)
 
 
 class CheckpointConfig(Strict):
@@ -139,12 +152,12 @@ class CheckpointConfig(Strict):
 class Scenario(Strict):
     """A whole scenario. ``algorithm`` stays a raw mapping here; see ``resolve_algorithm``."""
 
-    name: str = Field("scenario", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
-    seed: int = Field(0, ge=0)
+    name: str = Field("scenario", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     kind: Literal["federated", "study"] = "federated"
     task: TaskConfig = Field(default_factory=TaskConfig)
     algorithm: dict[str, Any] = Field(default_factory=lambda: {"name": "fedavg"})
-    rounds: PositiveInt = 10
+    rounds: PositiveInt = Field(10, le=MAX_ROUNDS)
     clients_per_round: PositiveInt | None = None
     participation: float | None = Field(None, gt=0, le=1)
     sampling: Literal["fixed", "bernoulli"] = "fixed"
@@ -159,6 +172,27 @@ class Scenario(Strict):
     time: Literal["virtual", "wall"] = "virtual"
     wall: WallConfig = Field(default_factory=WallConfig)
     study: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_one_folder(cls, name: str) -> str:
+        # The name is a folder under output.dir: "." and ".." would write beside or above it.
+        if set(name) == {"."}:
+            raise ValueError("must name a folder, not '.' or '..'")
+        return name
+
+    @model_validator(mode="after")
+    def _bernoulli_can_sample(self) -> Scenario:
+        if self.sampling != "bernoulli" or self.participation is None:
+            return self
+        empty = (1.0 - self.participation) ** self.task.num_clients
+        if empty > 1.0 - 1.0 / MAX_MEAN_DRAWS:
+            raise ValueError(
+                f"participation={self.participation:g} of {self.task.num_clients} clients leaves "
+                f"every client out of a round with probability {empty:.3g}; bernoulli sampling "
+                f"would redraw more than {MAX_MEAN_DRAWS} times per round on average"
+            )
+        return self
 
     @model_validator(mode="after")
     def _participation_is_exclusive(self) -> Scenario:

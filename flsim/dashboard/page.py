@@ -24,6 +24,8 @@ th{background:#f4f4f4;position:sticky;top:0}
 td.l,th.l{text-align:left}
 .badge{display:inline-block;padding:0 6px;border-radius:8px;font-size:0.85em;color:#fff}
 .s-running{background:#1f77b4}.s-completed{background:#2ca02c}.s-failed{background:#d62728}
+.s-diverged{background:#ff7f0e}
+#warnings p{margin:0.3em 0;background:#fff4e5;border-left:4px solid #ff7f0e;padding:0.2em 0.6em}
 .s-unknown{background:#7f7f7f}
 .swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px}
 """
@@ -64,6 +66,7 @@ def index_html(title: str, poll_ms: int) -> str:
   </div>
 </header>
 <main>
+  <div id="warnings"></div>
   <div id="plot"></div>
   <table id="runs"><thead><tr>
     <th class="l">status</th><th class="l">scenario</th><th class="l">algorithm</th><th>seed</th>
@@ -212,7 +215,7 @@ DASHBOARD_JS = r"""
       var tr = document.createElement('tr'); tr.dataset.run = id;
       var st = document.createElement('td'); st.className = 'l';
       var badge = document.createElement('span'); badge.className = 'badge s-' +
-        (['running', 'completed', 'failed'].indexOf(m.status) >= 0 ? m.status : 'unknown');
+        (['running', 'completed', 'failed', 'diverged'].indexOf(m.status) >= 0 ? m.status : 'unknown');
       badge.textContent = m.status; st.appendChild(badge); tr.appendChild(st);
       tr.appendChild(cell(m.scenario, 'l'));
       var alg = cell('', 'l'), sw = document.createElement('span');
@@ -236,6 +239,15 @@ DASHBOARD_JS = r"""
       frag.appendChild(tr);
     });
     body.replaceChildren(frag);
+  }
+
+  // Damaged runs the server skipped: one line each, as text (never markup).
+  function renderWarnings(lines) {
+    var box = $('warnings'), frag = document.createDocumentFragment();
+    lines.forEach(function (line) {
+      var p = document.createElement('p'); p.textContent = line; frag.appendChild(p);
+    });
+    box.replaceChildren(frag);
   }
 
   function refreshControls() {
@@ -280,6 +292,7 @@ DASHBOARD_JS = r"""
     if (state.paused) { return Promise.resolve(); }
     return api('/api/runs').then(function (data) {
       var seen = {}, needRebuild = false;
+      renderWarnings(data.warnings || []);
       data.runs.forEach(function (m) {
         seen[m.id] = true;
         var run = state.runs[m.id];

@@ -8,13 +8,19 @@ Routes (all ``GET``):
 * ``/api/runs/{id}`` — one run, with its resolved config;
 * ``/api/runs/{id}/metrics?since=N`` — rows ``N..`` as columns (the page polls this and
   extends its traces without reloading);
-* ``/files/{path}`` — a file under the results directory (config, summary, metrics).
+* ``/files/{path}`` — a file under the results directory (config, summary, metrics), served
+  as plain text or as a download, never as a page or script the browser would run.
 
 Safety: binds 127.0.0.1 unless told otherwise; when bound to loopback, requests whose
 ``Host`` header is not a loopback name are refused (a DNS-rebinding page cannot read results);
 runs are addressed by opaque ids; ``/files`` rejects ``..``, absolute, encoded and symlinked
 escapes by resolving the path and requiring it to stay inside the root; responses carry a
-strict Content-Security-Policy (no inline or third-party scripts).
+strict Content-Security-Policy (no inline or third-party scripts). Anyone who can write
+under the results directory controls what ``/files`` returns, and ``script-src 'self'``
+would let a planted ``.js`` run as the dashboard's own: so files are ``text/plain`` (known
+text types) or ``application/octet-stream`` with ``Content-Disposition: attachment``. A run
+whose summary or config is damaged is left out with a warning the page shows, so one bad
+directory cannot break the view of the others. Responses are capped in size.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from aiohttp import web
 from flsim.dashboard.page import DASHBOARD_JS, index_html
 from flsim.dashboard.store import RunStore
 from flsim.dashboard.studies import add_study_routes
-from flsim.results.loading import CONFIG_FILE, _read_yaml
+from flsim.results.loading import CONFIG_FILE, DamagedRun, _read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +55,12 @@ _CSP = (
     "img-src 'self' data: blob:; connect-src 'self'; font-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-_TEXT_SUFFIXES = {".yaml", ".yml", ".jsonl", ".txt", ".log", ".csv"}
+_TEXT_SUFFIXES = {".yaml", ".yml", ".json", ".jsonl", ".txt", ".log", ".csv"}
+#: Largest file ``/files`` serves, and longest path segment it accepts (NAME_MAX).
+MAX_FILE_BYTES = 64 << 20
+MAX_SEGMENT = 255
+#: Most damaged-run warnings listed in ``/api/runs``.
+MAX_WARNINGS = 20
 
 
 def is_loopback(host: str) -> bool:
@@ -122,7 +133,10 @@ async def _favicon(request: web.Request) -> web.Response:
 async def _api_runs(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     runs = [r.describe() for r in store.runs()]
-    return web.json_response({"root": store.root.name, "runs": runs})
+    warnings = store.warnings()
+    if len(warnings) > MAX_WARNINGS:
+        warnings = [*warnings[:MAX_WARNINGS], f"... and {len(warnings) - MAX_WARNINGS} more damaged runs"]
+    return web.json_response({"root": store.root.name, "runs": runs, "warnings": warnings})
 
 
 def _run_or_404(request: web.Request) -> Any:
@@ -135,7 +149,10 @@ def _run_or_404(request: web.Request) -> Any:
 async def _api_run(request: web.Request) -> web.Response:
     run = _run_or_404(request)
     body = run.describe()
-    body["config"] = _read_yaml(run.path / CONFIG_FILE)
+    try:
+        body["config"] = _read_yaml(run.path / CONFIG_FILE)
+    except DamagedRun:  # replaced since the last refresh: the next poll lists it as damaged
+        raise web.HTTPNotFound(text="no such run\n") from None
     body["summary"] = run.summary
     return web.json_response(body)
 
@@ -160,11 +177,14 @@ def resolve_under(root: Path, tail: str) -> Path | None:
     for text in (tail, unquote(tail)):
         if not text or "\x00" in text or "\\" in text or text.startswith("/"):
             return None
-        if any(part in ("..", ".") for part in text.split("/")):
+        if any(part in ("..", ".") or len(part.encode()) > MAX_SEGMENT for part in text.split("/")):
             return None
     parts = PurePosixPath(tail).parts
-    target = root.joinpath(*parts).resolve()
-    if not target.is_relative_to(root) or not target.is_file():
+    try:
+        target = root.joinpath(*parts).resolve()
+        if not target.is_relative_to(root) or not target.is_file():
+            return None
+    except OSError:  # a name too long for the filesystem, a loop of links: not a file here
         return None
     return target
 
@@ -174,10 +194,15 @@ async def _files(request: web.Request) -> web.StreamResponse:
     target = resolve_under(root, request.match_info["tail"])
     if target is None:
         raise web.HTTPNotFound(text="not found\n")
+    if target.stat().st_size > MAX_FILE_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_FILE_BYTES, actual_size=target.stat().st_size)
     response = web.FileResponse(target)
-    if target.suffix in _TEXT_SUFFIXES:
+    if target.suffix.lower() in _TEXT_SUFFIXES:
         response.content_type = "text/plain"
         response.charset = "utf-8"
+    else:  # .html, .js, .svg, anything: a download, never a document the browser renders
+        response.content_type = "application/octet-stream"
+        response.headers["Content-Disposition"] = "attachment"
     return response
 
 

@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flsim.config.errors import clip
 from flsim.results.loading import (
     CONFIG_FILE,
     METRICS_JSONL,
     METRICS_PARQUET,
     SUMMARY_FILE,
+    DamagedRun,
     _read_json,
     find_run_dirs,
     run_info,
@@ -37,6 +39,14 @@ log = logging.getLogger(__name__)
 
 #: Columns derived on the server so that every run offers the same x axes.
 DERIVED = ("bytes_total", "communications")
+#: Most rows one metrics response carries; the page asks again from ``next`` for the rest.
+MAX_ROWS_PER_RESPONSE = 5000
+#: Most bytes of a metrics log read per refresh, and the longest line kept (an engine row is
+#: well under a kilobyte; anything longer was not written by a run).
+MAX_READ_BYTES = 8 << 20
+MAX_LINE_BYTES = 64 << 10
+#: Most keys of a row kept in ``/api/runs`` (its ``last`` entry).
+MAX_LAST_KEYS = 200
 
 
 def run_id_for(rel: str) -> str:
@@ -72,6 +82,8 @@ class RunState:
     summary: dict[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
     columns: dict[str, None] = field(default_factory=dict)  # ordered set of metric names
+    #: Why the run is skipped (its summary or config is damaged); ``None`` when it is fine.
+    damaged: str | None = None
     generation: int = 0  # bumped whenever rows restart from zero
     _offset: int = 0
     _inode: int | None = None
@@ -90,8 +102,14 @@ class RunState:
         c_mtime = _mtime(config_path)
         if s_mtime != self._summary_mtime or c_mtime != self._config_mtime or not self.info:
             self._summary_mtime, self._config_mtime = s_mtime, c_mtime
-            self.summary = _read_json(summary_path)
-            self.info = run_info(self.path)
+            try:
+                self.summary = _read_json(summary_path)
+                self.info = run_info(self.path)
+            except DamagedRun as exc:
+                self.damaged = clip(str(exc), 300)
+                self.summary, self.info = {}, {}
+                return
+            self.damaged = None
 
     def _reset(self) -> None:
         self.rows, self.columns = [], {}
@@ -120,15 +138,21 @@ class RunState:
             return
         with jsonl.open("rb") as fh:
             fh.seek(self._offset)
-            chunk = fh.read(stat.st_size - self._offset)
+            chunk = fh.read(min(stat.st_size - self._offset, MAX_READ_BYTES))
         end = chunk.rfind(b"\n")
         if end < 0:
+            if len(chunk) == MAX_READ_BYTES:  # one line longer than a read: not a metrics row
+                log.warning("%s: skipping a line longer than %d bytes", jsonl, MAX_READ_BYTES)
+                self._offset += len(chunk)
             return  # only a partial line so far
         complete = chunk[: end + 1]
         self._offset += len(complete)
         rows = []
         for line in complete.decode("utf-8", errors="replace").splitlines():
             if not line.strip():
+                continue
+            if len(line) > MAX_LINE_BYTES:
+                log.warning("%s: skipping a line of %d characters", jsonl, len(line))
                 continue
             try:
                 row = json.loads(line)
@@ -159,7 +183,7 @@ class RunState:
 
     def describe(self) -> dict[str, Any]:
         """The run's entry in ``/api/runs``."""
-        last = self.rows[-1] if self.rows else {}
+        last = dict(list(self.rows[-1].items())[:MAX_LAST_KEYS]) if self.rows else {}
         return {
             "id": self.id,
             "path": self.rel,
@@ -185,12 +209,12 @@ class RunState:
         """Rows ``since..`` as columns; ``reset`` when ``since`` is past the end (log rewound)."""
         reset = since > len(self.rows)
         start = 0 if reset else since
-        rows = self.rows[start:]
+        rows = self.rows[start : start + MAX_ROWS_PER_RESPONSE]
         names = list(self.columns)
         return {
             "id": self.id,
             "since": start,
-            "next": len(self.rows),
+            "next": start + len(rows),
             "reset": reset,
             "generation": self.generation,
             "status": self.status,
@@ -238,8 +262,13 @@ class RunStore:
                 log.info("%s: %s", run.path, exc)
 
     def runs(self) -> list[RunState]:
+        """Every readable run; damaged ones are left out (see :meth:`warnings`)."""
         self.refresh()
-        return sorted(self._runs.values(), key=lambda r: r.rel)
+        return sorted((r for r in self._runs.values() if r.damaged is None), key=lambda r: r.rel)
+
+    def warnings(self) -> list[str]:
+        """One line per damaged run left out of :meth:`runs`, for the page to show."""
+        return [f"skipped a damaged run: {r.damaged}" for r in self._runs.values() if r.damaged]
 
     def get(self, run_id: str) -> RunState | None:
         run = self._runs.get(run_id)
@@ -248,4 +277,4 @@ class RunStore:
             run = self._runs.get(run_id)
         if run is not None:
             run.refresh()
-        return run
+        return run if run is not None and run.damaged is None else None

@@ -53,6 +53,18 @@ def _copy_reply(reply: Reply) -> Reply:
     return dataclasses.replace(reply, extras=dict(reply.extras))
 
 
+def _job_to_plain(job: Job, reply: Reply) -> dict[str, Any]:
+    """A job as tensors and plain containers: checkpoints load with ``weights_only=True``."""
+    fields = {f.name: getattr(job, f.name) for f in dataclasses.fields(job)}
+    copied = _copy_reply(reply)
+    fields["reply"] = {f.name: getattr(copied, f.name) for f in dataclasses.fields(copied)}
+    return fields
+
+
+def _job_from_plain(plain: dict[str, Any]) -> Job:
+    return Job(**{**plain, "reply": Reply(**plain["reply"])})
+
+
 class BufferedSimulation(RoundSimulation):
     """Same public surface as :class:`RoundSimulation`; ``run_round`` is one server update."""
 
@@ -158,12 +170,11 @@ class BufferedSimulation(RoundSimulation):
         buffer_replies = materialize([job.reply for job in self.buffer])
         state["buffered"] = {
             "pending": [
-                (event.time, dataclasses.replace(event.payload, reply=_copy_reply(reply)))
+                (event.time, _job_to_plain(event.payload, reply))
                 for event, reply in zip(pending, pending_replies, strict=True)
             ],
             "buffer": [
-                dataclasses.replace(job, reply=_copy_reply(reply))
-                for job, reply in zip(self.buffer, buffer_replies, strict=True)
+                _job_to_plain(job, reply) for job, reply in zip(self.buffer, buffer_replies, strict=True)
             ],
             "in_flight": dict(self.in_flight),
             "dispatches": self.dispatches,
@@ -176,9 +187,10 @@ class BufferedSimulation(RoundSimulation):
         super().restore(state)
         saved = state["buffered"]
         self.queue = EventQueue()
-        for time, job in saved["pending"]:  # re-pushed in pop order: ties keep their order
+        for time, plain in saved["pending"]:  # re-pushed in pop order: ties keep their order
+            job = _job_from_plain(plain)
             self.queue.push(time, "reply", job.client, job)
-        self.buffer = list(saved["buffer"])
+        self.buffer = [_job_from_plain(plain) for plain in saved["buffer"]]
         self.in_flight = dict(saved["in_flight"])
         self.dispatches = saved["dispatches"]
         self.peak_in_flight = saved["peak_in_flight"]

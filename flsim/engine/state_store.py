@@ -207,7 +207,7 @@ class ClientStateStore:
 
     def _read(self, spilled: _Spilled, *, private: bool) -> Tensors:
         if spilled.layout is None:
-            return torch.load(spilled.path, weights_only=False)
+            return torch.load(spilled.path, weights_only=True)
         if spilled.nbytes == 0:
             raw = torch.empty(0, dtype=torch.uint8)
         elif private:

@@ -264,6 +264,8 @@ def html_table(
             value = columns[j][i]
             text = html.escape(formats.get(name, _default_format)(value))
             attrs = ' class="wide"' if name in wide else ""
+            if name == "status" and value == "diverged":
+                attrs = ' class="s-diverged"'
             key = sort_keys[name][i] if name in sort_keys else value
             if isinstance(key, int | float | np.integer | np.floating) and not isinstance(key, bool):
                 k = float(key)
@@ -313,6 +315,8 @@ def _group_table_html(summary: pd.DataFrame, columns: list[str], table_id: str, 
 
 # -- page -----------------------------------------------------------------------------------------
 _CSS = """
+.s-diverged{color:#fff;background:#ff7f0e;font-weight:600}
+.warning{background:#fff4e5;border-left:4px solid #ff7f0e;padding:0.4em 0.8em}
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.5em} h2{font-size:1.2em;margin-top:1.6em}
 .flsim-table{border-collapse:collapse;font-size:0.85em}
@@ -557,11 +561,12 @@ def _spec_body(results: Results, spec: DashboardSpec, total_runs: int) -> list[s
 
 def render_report(results: Results, title: str | None = None, spec: DashboardSpec | None = None) -> str:
     """The full HTML document for already loaded runs (see :func:`write_report`)."""
+    warnings = [f'<p class="warning">{html.escape(line)}</p>' for line in results.warnings]
     if spec is None:
-        return _page(title or "flsim report", _default_body(results))
+        return _page(title or "flsim report", warnings + _default_body(results))
     total = len(results.runs)
     filtered = filter_results(results, spec)
-    return _page(title or spec.title, _spec_body(filtered, spec, total))
+    return _page(title or spec.title, warnings + _spec_body(filtered, spec, total))
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

@@ -25,7 +25,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import yaml
+
+from flsim.config.bounds import INT64_MAX
+from flsim.config.errors import ConfigError, clip, echo
+from flsim.config.yamlsafe import load_file
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +69,16 @@ CORE_METRICS: list[str] = [
 
 PathLike = str | os.PathLike[str]
 
-# libyaml's loader is ~10x faster than the pure-Python one; configs are plain YAML either way.
-_YamlLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: Largest ``summary.json`` read back: the engine writes a few kilobytes.
+MAX_SUMMARY_BYTES = 1 << 20
+
+
+class DamagedRun(ValueError):
+    """A run directory whose ``summary.json`` or ``config.yaml`` is not a run's.
+
+    Readers skip such a run with a warning (shown in reports and the dashboard) instead of
+    failing for every run of the directory: one damaged run must not hide the others.
+    """
 
 
 def _is_run_dir(path: Path) -> bool:
@@ -166,31 +177,58 @@ def _read_metrics_table(run_dir: Path) -> pa.Table:
     return _jsonl_table(jsonl)
 
 
+def _metrics_or_damaged(run_dir: Path) -> pa.Table:
+    """:func:`_read_metrics_table`, with any failure to read turned into :class:`DamagedRun`."""
+    try:
+        return _read_metrics_table(run_dir)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise DamagedRun(f"{run_dir}: unreadable metrics ({clip(str(exc), 80)})") from None
+
+
 def _read_metrics(run_dir: Path) -> pd.DataFrame:
     """One run's metric rows as pandas (see :func:`_read_metrics_table`)."""
     return _read_metrics_table(run_dir).to_pandas()
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    """A run's config (``{}`` if absent), through the bounded loader: results may be shared.
+
+    Raises :class:`DamagedRun` for a file that is not UTF-8, not YAML, over the loader's
+    bounds or not a mapping.
+    """
     if not path.is_file():
         return {}
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YamlLoader)
-    except yaml.YAMLError as exc:
-        log.warning("%s: unreadable config (%s)", path, exc)
+        data = load_file(path, path.name)
+    except ConfigError as exc:
+        raise DamagedRun(f"{path}: {exc.reason}") from None
+    if data is None:
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        raise DamagedRun(f"{path}: not a mapping")
+    return data
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
+    """A run's summary (``{}`` if absent or still empty); :class:`DamagedRun` if unreadable."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        log.warning("%s: unreadable summary (%s)", path, exc)
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_SUMMARY_BYTES + 1)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return {}
-    return data if isinstance(data, dict) else {}
+    except OSError as exc:
+        raise DamagedRun(f"{path}: {exc.strerror}") from None
+    if not raw:
+        return {}
+    if len(raw) > MAX_SUMMARY_BYTES:
+        raise DamagedRun(f"{path}: larger than {MAX_SUMMARY_BYTES} bytes")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:  # not UTF-8, or not JSON
+        raise DamagedRun(f"{path}: not a JSON summary ({clip(str(exc), 80)})") from None
+    if not isinstance(data, dict):
+        raise DamagedRun(f"{path}: not a JSON object")
+    return data
 
 
 def _get(mapping: Any, *keys: str) -> Any:
@@ -226,14 +264,30 @@ def config_value(config: dict[str, Any], dotted: str) -> Any:
     return _get(config, *dotted.split("."))
 
 
+def _checked_seed(run_dir: Path, seed: Any) -> int | None:
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= INT64_MAX:
+        raise DamagedRun(f"{run_dir}: seed {echo(seed)} is not an integer in 0..2**63-1")
+    return seed
+
+
+def _checked_text(run_dir: Path, summary: dict[str, Any], key: str) -> None:
+    value = summary.get(key)
+    if value is not None and not isinstance(value, str | int | float):
+        raise DamagedRun(f"{run_dir}: summary {key} {echo(value)} is not a scalar")
+
+
 def _info(run_dir: Path, config: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     algorithm = config.get("algorithm")
     algo_name = algorithm.get("name") if isinstance(algorithm, dict) else algorithm
-    seed = _first(summary.get("seed"), config.get("seed"))
+    seed = _checked_seed(run_dir, _first(summary.get("seed"), config.get("seed")))
+    for key in ("name", "algorithm", "run_id", "status"):
+        _checked_text(run_dir, summary, key)
     return {
         "scenario": str(_first(summary.get("name"), config.get("name"), run_dir.parent.name)),
         "algorithm": str(_first(summary.get("algorithm"), algo_name, "unknown")),
-        "seed": int(seed) if seed is not None else None,
+        "seed": seed,
         "run_id": str(_first(summary.get("run_id"), run_dir.name)),
         "status": str(_first(summary.get("status"), "unknown")),
         "dataset": _get(config, "task", "dataset"),
@@ -279,9 +333,16 @@ def load_run_table(paths: PathLike | Iterable[PathLike]) -> pd.DataFrame:
     """One row per run (see :data:`RUN_COLUMNS`), including runs with no metric rows yet.
 
     Kept separate from :func:`load_runs` because a run that failed before its first
-    evaluation has no metric rows but must still appear in a report's table.
+    evaluation has no metric rows but must still appear in a report's table. Damaged runs
+    are skipped with a warning.
     """
-    return _typed_run_table([run_info(d) for d in find_run_dirs(paths)])
+    infos = []
+    for run_dir in find_run_dirs(paths):
+        try:
+            infos.append(run_info(run_dir))
+        except DamagedRun as exc:
+            log.warning("skipped a damaged run: %s", exc)
+    return _typed_run_table(infos)
 
 
 def _normalise_metrics(df: pd.DataFrame) -> pd.DataFrame:
@@ -325,6 +386,8 @@ class Results:
     metrics: pd.DataFrame
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: One line per run directory that was skipped as damaged (see :class:`DamagedRun`).
+    warnings: list[str] = field(default_factory=list)
 
 
 def _empty_metrics() -> pd.DataFrame:
@@ -358,12 +421,19 @@ def load_results(paths: PathLike | Iterable[PathLike]) -> Results:
     summaries: dict[str, dict[str, Any]] = {}
     tables: list[pa.Table] = []
     run_index: list[int] = []
-    for i, run_dir in enumerate(find_run_dirs(paths)):
-        config = _read_yaml(run_dir / CONFIG_FILE)
-        summary = _read_json(run_dir / SUMMARY_FILE)
-        info = _info(run_dir, config, summary)
+    warnings: list[str] = []
+    for run_dir in find_run_dirs(paths):
+        try:
+            config = _read_yaml(run_dir / CONFIG_FILE)
+            summary = _read_json(run_dir / SUMMARY_FILE)
+            info = _info(run_dir, config, summary)
+            table = _metrics_or_damaged(run_dir)
+        except DamagedRun as exc:
+            log.warning("skipped a damaged run: %s", exc)
+            warnings.append(f"skipped a damaged run: {clip(str(exc), 300)}")
+            continue
+        i = len(infos)
         info["wall_seconds"] = wall_seconds(summary)
-        table = _read_metrics_table(run_dir)
         info["rows"] = table.num_rows
         infos.append(info)
         configs[info["run_dir"]] = config
@@ -377,7 +447,7 @@ def load_results(paths: PathLike | Iterable[PathLike]) -> Results:
     runs["wall_seconds"] = pd.to_numeric(pd.Series([i["wall_seconds"] for i in infos], dtype=object))
     runs["rows"] = pd.array([i["rows"] for i in infos], dtype="int64")
     metrics = _concat_metrics(tables, run_index, runs) if tables else _empty_metrics()
-    return Results(runs=runs, metrics=metrics, configs=configs, summaries=summaries)
+    return Results(runs=runs, metrics=metrics, configs=configs, summaries=summaries, warnings=warnings)
 
 
 def load_runs(paths: PathLike | Iterable[PathLike]) -> pd.DataFrame:

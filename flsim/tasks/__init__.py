@@ -18,11 +18,25 @@ from collections.abc import Callable
 from flsim.config.errors import ConfigError
 from flsim.config.schema import TaskConfig
 from flsim.tasks.base import ModuleObjective, Objective, Shard, Task
-from flsim.tasks.convex import LeastSquaresObjective, LogisticObjective, build_linreg, build_logreg
-from flsim.tasks.leaf import build_synthetic_leaf
+from flsim.tasks.convex import (
+    LeastSquaresObjective,
+    LogisticObjective,
+    build_linreg,
+    build_logreg,
+    linreg_params,
+    logreg_params,
+)
+from flsim.tasks.leaf import build_synthetic_leaf, leaf_params
 from flsim.tasks.models import MODELS, ModelInput, natural_model
 from flsim.tasks.partition import PARTITIONERS, partition
-from flsim.tasks.pooled import build_cifar10, build_digits, build_mnist_idx
+from flsim.tasks.pooled import (
+    build_cifar10,
+    build_digits,
+    build_mnist_idx,
+    cifar10_params,
+    digits_params,
+    mnist_idx_params,
+)
 
 DatasetBuilder = Callable[[TaskConfig, int], Task]
 
@@ -35,6 +49,23 @@ DATASETS: dict[str, DatasetBuilder] = {
     "mnist_idx": build_mnist_idx,
     "cifar10": build_cifar10,
 }
+
+
+#: Dataset name -> ``check(cfg)``: reads and checks ``dataset_params`` (and the model name)
+#: without generating or loading data, so ``validate`` finds what ``build_task`` would.
+DATASET_PARAMS: dict[str, Callable[[TaskConfig], object]] = {
+    "linreg": linreg_params,
+    "logreg": logreg_params,
+    "synthetic_leaf": leaf_params,
+    "digits": digits_params,
+    "mnist_idx": mnist_idx_params,
+    "cifar10": cifar10_params,
+}
+
+
+def check_task(cfg: TaskConfig) -> None:
+    """Raise :class:`ConfigError` for bad ``dataset_params`` or model, before any data exists."""
+    DATASET_PARAMS[cfg.dataset](cfg)
 
 
 def build_task(cfg: TaskConfig, seed: int) -> Task:
@@ -54,6 +85,7 @@ def build_task(cfg: TaskConfig, seed: int) -> Task:
 
 __all__ = [
     "DATASETS",
+    "DATASET_PARAMS",
     "MODELS",
     "PARTITIONERS",
     "DatasetBuilder",
@@ -65,6 +97,7 @@ __all__ = [
     "Shard",
     "Task",
     "build_task",
+    "check_task",
     "natural_model",
     "partition",
 ]

@@ -26,7 +26,7 @@ from flsim.engine.rng import numpy_rng
 from flsim.tasks.base import Shard, Task
 from flsim.tasks.common import round_significant, rowdot, split_evenly, to_tensor, warn_unused_partition
 from flsim.tasks.models import resolve_model_name
-from flsim.tasks.params import DatasetParams
+from flsim.tasks.params import MAX_DIM, MAX_SAMPLES, DatasetParams
 
 #: Newton's method stops when the global gradient norm is below this.
 NEWTON_TOLERANCE = 1e-12
@@ -201,12 +201,37 @@ def _stack(clients: list[Shard]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _common_params(p: DatasetParams, l2_default: float) -> tuple[int, int, float, float, int]:
-    dim = p.integer("dim", 20, minimum=1)
-    per_client = p.integer("samples_per_client", 50, minimum=1)
+    dim = p.integer("dim", 20, minimum=1, maximum=MAX_DIM)
+    per_client = p.integer("samples_per_client", 50, minimum=1, maximum=MAX_SAMPLES)
     heterogeneity = p.real("heterogeneity", 1.0, minimum=0.0)
     l2 = p.real("l2", l2_default, minimum=0.0)
-    test_samples = p.integer("test_samples", 200, minimum=1)
+    test_samples = p.integer("test_samples", 200, minimum=1, maximum=MAX_SAMPLES)
     return dim, per_client, heterogeneity, l2, test_samples
+
+
+def _convex_params(cfg: TaskConfig, dataset: str, l2_default: float) -> tuple[DatasetParams, tuple]:
+    p = DatasetParams(dataset, cfg.dataset_params)
+    common = _common_params(p, l2_default)
+    dim, per_client, _, _, test_samples = common
+    p.check_size((cfg.num_clients * per_client + test_samples) * (dim + 1), f"{dataset}'s data")
+    return p, common
+
+
+def linreg_params(cfg: TaskConfig) -> tuple[int, int, float, float, int, float]:
+    """``dim, samples_per_client, heterogeneity, l2, test_samples, noise``, checked."""
+    p, common = _convex_params(cfg, "linreg", 0.0)
+    noise = p.real("noise", 0.1, minimum=0.0)
+    p.finish()
+    resolve_model_name(cfg.model, "linreg", allowed={"linear"})
+    return (*common, noise)
+
+
+def logreg_params(cfg: TaskConfig) -> tuple[int, int, float, float, int]:
+    """``dim, samples_per_client, heterogeneity, l2, test_samples``, checked."""
+    p, common = _convex_params(cfg, "logreg", 1e-3)
+    p.finish()
+    resolve_model_name(cfg.model, "logreg", allowed={"logreg"})
+    return common
 
 
 def build_linreg(cfg: TaskConfig, seed: int) -> Task:
@@ -220,11 +245,7 @@ def build_linreg(cfg: TaskConfig, seed: int) -> Task:
     one distribution. The test set holds ``test_samples`` rows spread evenly over the
     clients' distributions.
     """
-    p = DatasetParams("linreg", cfg.dataset_params)
-    dim, per_client, h, l2, test_samples = _common_params(p, 0.0)
-    noise = p.real("noise", 0.1, minimum=0.0)
-    p.finish()
-    resolve_model_name(cfg.model, "linreg", allowed={"linear"})
+    dim, per_client, h, l2, test_samples, noise = linreg_params(cfg)
     warn_unused_partition(cfg)
 
     shared = numpy_rng(seed, "data/shared")
@@ -282,10 +303,7 @@ def build_logreg(cfg: TaskConfig, seed: int) -> Task:
     vectorised ``exp``, whose last bit can differ between CPUs.) ‖w̄‖ ≈ 2 so classes
     overlap and the optimum is finite even for small l2.
     """
-    p = DatasetParams("logreg", cfg.dataset_params)
-    dim, per_client, h, l2, test_samples = _common_params(p, 1e-3)
-    p.finish()
-    resolve_model_name(cfg.model, "logreg", allowed={"logreg"})
+    dim, per_client, h, l2, test_samples = logreg_params(cfg)
     warn_unused_partition(cfg)
 
     shared = numpy_rng(seed, "data/shared")

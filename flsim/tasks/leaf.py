@@ -25,12 +25,34 @@ from flsim.engine.rng import numpy_rng
 from flsim.tasks.base import Shard, Task
 from flsim.tasks.common import to_tensor, warn_unused_partition
 from flsim.tasks.models import ModelInput, build_model, resolve_model_name
-from flsim.tasks.params import DatasetParams
+from flsim.tasks.params import MAX_DIM, MAX_SAMPLES, DatasetParams
 
 
 def _logits(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """x Wᵀ + b without BLAS, class by class, so labels are identical on every CPU."""
     return np.stack([(x * w[c]).sum(axis=1) + b[c] for c in range(w.shape[0])], axis=1)
+
+
+def leaf_params(cfg: TaskConfig) -> tuple[float, float, int, int, bool, int, float, float, int | None, str]:
+    """The checked parameters of ``synthetic_leaf`` and its model name (see the builder).
+
+    Client sizes are log-normal draws, so their total is not known before drawing; the
+    bounds on ``lognormal_mean``/``lognormal_sigma`` keep a typo from asking for terabytes.
+    """
+    p = DatasetParams("synthetic_leaf", cfg.dataset_params)
+    alpha = p.real("alpha", 1.0, minimum=0.0)
+    beta = p.real("beta", 1.0, minimum=0.0)
+    dim = p.integer("dim", 60, minimum=1, maximum=MAX_DIM)
+    classes = p.integer("classes", 10, minimum=2, maximum=10_000)
+    iid = p.boolean("iid", False)
+    min_samples = p.integer("min_samples", 50, minimum=2, maximum=MAX_SAMPLES)
+    log_mean = p.real("lognormal_mean", 4.0, maximum=12.0)
+    log_sigma = p.real("lognormal_sigma", 2.0, minimum=0.0, maximum=4.0)
+    cap = p.optional_integer("max_samples_per_client", minimum=min_samples, maximum=MAX_SAMPLES)
+    p.finish()
+    p.check_size(cfg.num_clients * min_samples * (dim + 1), "synthetic_leaf's smallest data")
+    model_name = resolve_model_name(cfg.model, "synthetic_leaf", allowed={"logreg", "linear", "mlp"})
+    return alpha, beta, dim, classes, iid, min_samples, log_mean, log_sigma, cap, model_name
 
 
 def build_synthetic_leaf(cfg: TaskConfig, seed: int) -> Task:
@@ -41,18 +63,7 @@ def build_synthetic_leaf(cfg: TaskConfig, seed: int) -> Task:
     (2.0), ``max_samples_per_client`` (none: optional cap on n_k, to bound memory).
     Models: logreg (natural), linear (same model), mlp.
     """
-    p = DatasetParams("synthetic_leaf", cfg.dataset_params)
-    alpha = p.real("alpha", 1.0, minimum=0.0)
-    beta = p.real("beta", 1.0, minimum=0.0)
-    dim = p.integer("dim", 60, minimum=1)
-    classes = p.integer("classes", 10, minimum=2)
-    iid = p.boolean("iid", False)
-    min_samples = p.integer("min_samples", 50, minimum=2)
-    log_mean = p.real("lognormal_mean", 4.0)
-    log_sigma = p.real("lognormal_sigma", 2.0, minimum=0.0)
-    cap = p.optional_integer("max_samples_per_client", minimum=min_samples)
-    p.finish()
-    model_name = resolve_model_name(cfg.model, "synthetic_leaf", allowed={"logreg", "linear", "mlp"})
+    alpha, beta, dim, classes, iid, min_samples, log_mean, log_sigma, cap, model_name = leaf_params(cfg)
     warn_unused_partition(cfg)
 
     # Python's float power (libm, scalar) for the same bits on every CPU.

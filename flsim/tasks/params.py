@@ -1,10 +1,12 @@
 """Typed, validated reads of ``task.dataset_params``.
 
 ``dataset_params`` is a free-form mapping in the schema (each dataset has its own knobs), so
-the schema cannot catch a typo such as ``samples_per_clinet``. Every dataset builder reads
-its parameters through :class:`DatasetParams` and calls :meth:`DatasetParams.finish`, which
-turns any key it did not read into a :class:`ConfigError` naming the dotted key. A wrong
-type or an out-of-range value is reported the same way, before any data is generated.
+the schema cannot catch a typo such as ``samples_per_clinet``. Every dataset reads its
+parameters through :class:`DatasetParams` in one function per dataset (the dataset's typed
+parameter set, ``flsim.tasks.DATASET_PARAMS``), which ends with :meth:`DatasetParams.finish`:
+any key it did not read becomes a :class:`ConfigError` naming the dotted key. A wrong type,
+an out-of-range value or a missing data directory is reported the same way. ``validate``
+calls these functions too, so all of this is found before a run directory exists.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from typing import Any
 from flsim.config.errors import ConfigError
 
 PREFIX = "task.dataset_params"
+#: Most numbers a generated dataset may hold (features and labels of all clients).
+MAX_DATA_VALUES = 250_000_000
+#: Largest feature dimension or per-client sample count a parameter may ask for.
+MAX_DIM = 100_000
+MAX_SAMPLES = 10_000_000
 
 
 class DatasetParams:
@@ -38,24 +45,30 @@ class DatasetParams:
             return True, self._raw[name]
         return False, None
 
-    def integer(self, name: str, default: int, *, minimum: int | None = None) -> int:
+    def integer(
+        self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int:
         present, value = self._take(name)
         if not present:
             return default
-        return self._check_int(name, value, minimum)
+        return self._check_int(name, value, minimum, maximum)
 
-    def optional_integer(self, name: str, *, minimum: int | None = None) -> int | None:
+    def optional_integer(
+        self, name: str, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int | None:
         present, value = self._take(name)
         if not present or value is None:
             return None
-        return self._check_int(name, value, minimum)
+        return self._check_int(name, value, minimum, maximum)
 
-    def _check_int(self, name: str, value: Any, minimum: int | None) -> int:
+    def _check_int(self, name: str, value: Any, minimum: int | None, maximum: int | None) -> int:
         # bool is an int subclass; `dim: true` is a typo, not 1.
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(self.key(name), value, "must be an integer")
         if minimum is not None and value < minimum:
             raise ConfigError(self.key(name), value, f"must be >= {minimum}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(self.key(name), value, f"must be <= {maximum}")
         return int(value)
 
     def real(
@@ -65,6 +78,7 @@ class DatasetParams:
         *,
         minimum: float | None = None,
         exclusive_minimum: float | None = None,
+        maximum: float | None = None,
     ) -> float:
         present, value = self._take(name)
         if not present:
@@ -78,6 +92,8 @@ class DatasetParams:
             raise ConfigError(self.key(name), value, f"must be >= {minimum}")
         if exclusive_minimum is not None and number <= exclusive_minimum:
             raise ConfigError(self.key(name), value, f"must be > {exclusive_minimum}")
+        if maximum is not None and number > maximum:
+            raise ConfigError(self.key(name), value, f"must be <= {maximum}")
         return number
 
     def boolean(self, name: str, default: bool) -> bool:
@@ -99,6 +115,19 @@ class DatasetParams:
         if not path.is_dir():
             raise ConfigError(self.key(name), value, f"no such directory; expected {what}")
         return path
+
+    def check_size(self, values: int, what: str) -> None:
+        """Refuse parameters that would generate more than :data:`MAX_DATA_VALUES` numbers.
+
+        Each parameter can be reasonable alone while their product fills the memory; the
+        check runs before any data is drawn, so ``validate`` reports it too.
+        """
+        if values > MAX_DATA_VALUES:
+            raise ConfigError(
+                PREFIX,
+                self._raw,
+                f"{what} is {values:.3g} numbers, more than the {MAX_DATA_VALUES:.0e} allowed",
+            )
 
     def finish(self) -> None:
         """Reject keys that no read asked for: they are typos or belong to another dataset."""

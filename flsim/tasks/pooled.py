@@ -30,7 +30,7 @@ from flsim.engine.rng import numpy_rng
 from flsim.tasks.base import Shard, Task
 from flsim.tasks.common import to_tensor
 from flsim.tasks.models import MODELS, ModelInput, build_model, resolve_model_name
-from flsim.tasks.params import DatasetParams
+from flsim.tasks.params import MAX_SAMPLES, DatasetParams
 from flsim.tasks.partition import partition
 
 
@@ -292,8 +292,8 @@ class PooledOptions:
 def _read_options(cfg: TaskConfig, p: DatasetParams, *, has_official_test: bool) -> PooledOptions:
     """Validate all parameters and the model *before* loading, so a typo fails fast."""
     official = p.boolean("official_test", True) if has_official_test else False
-    max_samples = p.optional_integer("max_samples", minimum=1)
-    max_test = p.optional_integer("max_test_samples", minimum=1)
+    max_samples = p.optional_integer("max_samples", minimum=1, maximum=MAX_SAMPLES)
+    max_test = p.optional_integer("max_test_samples", minimum=1, maximum=MAX_SAMPLES)
     p.finish()
     model_name = resolve_model_name(cfg.model, cfg.dataset, allowed=MODELS.keys())
     return PooledOptions(model_name, official, max_samples, max_test)
@@ -338,8 +338,24 @@ def build_digits(cfg: TaskConfig, seed: int) -> Task:
 
     Digits has no official test split: ``task.test_fraction`` is held out, stratified.
     """
-    options = _read_options(cfg, DatasetParams("digits", cfg.dataset_params), has_official_test=False)
-    return _assemble(cfg, seed, load_digits_data(), options)
+    return _assemble(cfg, seed, load_digits_data(), digits_params(cfg))
+
+
+def digits_params(cfg: TaskConfig) -> PooledOptions:
+    return _read_options(cfg, DatasetParams("digits", cfg.dataset_params), has_official_test=False)
+
+
+def mnist_idx_params(cfg: TaskConfig) -> tuple[Path, PooledOptions]:
+    """The data directory (it must exist) and the options, checked before anything loads."""
+    p = DatasetParams("mnist_idx", cfg.dataset_params)
+    path = p.path("path", MNIST_WHAT)
+    return path, _read_options(cfg, p, has_official_test=True)
+
+
+def cifar10_params(cfg: TaskConfig) -> tuple[Path, PooledOptions]:
+    p = DatasetParams("cifar10", cfg.dataset_params)
+    path = p.path("path", CIFAR_WHAT)
+    return path, _read_options(cfg, p, has_official_test=True)
 
 
 MNIST_WHAT = "a directory with the four MNIST IDX files (optionally .gz)"
@@ -353,15 +369,11 @@ def build_mnist_idx(cfg: TaskConfig, seed: int) -> Task:
     ``official_test: true`` evaluates on the t10k files (``task.test_fraction`` unused);
     false pools train and t10k and holds out ``task.test_fraction``, stratified.
     """
-    p = DatasetParams("mnist_idx", cfg.dataset_params)
-    path = p.path("path", MNIST_WHAT)
-    options = _read_options(cfg, p, has_official_test=True)
+    path, options = mnist_idx_params(cfg)
     return _assemble(cfg, seed, load_mnist_idx(path), options)
 
 
 def build_cifar10(cfg: TaskConfig, seed: int) -> Task:
     """``dataset: cifar10``; dataset_params as for ``mnist_idx`` (test split: ``test_batch``)."""
-    p = DatasetParams("cifar10", cfg.dataset_params)
-    path = p.path("path", CIFAR_WHAT)
-    options = _read_options(cfg, p, has_official_test=True)
+    path, options = cifar10_params(cfg)
     return _assemble(cfg, seed, load_cifar10(path), options)

@@ -29,6 +29,8 @@ import scipy.sparse as sp
 import yaml
 
 from flsim.config.errors import ConfigError
+from flsim.config.schema import MAX_CLIENTS
+from flsim.config.yamlsafe import load_file
 from flsim.engine.rng import numpy_rng
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,8 @@ TOPOLOGIES_DIR = Path(__file__).resolve().parents[2] / "topologies"
 
 #: How many derived seeds a random builder tries before declaring its parameters hopeless.
 DEFAULT_MAX_TRIES = 100
+#: Largest topology file read (about two million edges as an edge list).
+MAX_TOPOLOGY_BYTES = 16 << 20
 
 EDGE_LIST_SUFFIXES = (".edgelist", ".edges", ".txt", ".csv", ".tsv")
 GRAPHML_SUFFIXES = (".graphml", ".xml")
@@ -424,6 +428,8 @@ def load_graph(
     """
     file = resolve_topology_path(path, key=key)
     suffix = file.suffix.lower()
+    if file.stat().st_size > MAX_TOPOLOGY_BYTES:
+        raise ConfigError(key, str(path), f"topology file is larger than {MAX_TOPOLOGY_BYTES} bytes")
     try:
         if suffix in YAML_SUFFIXES:
             return _load_yaml(file, seed=seed, round_index=round_index, num_nodes=num_nodes, key=key)
@@ -437,8 +443,21 @@ def load_graph(
             raise ConfigError(key, str(path), f"unknown topology file type {suffix!r}")
     except ConfigError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, nx.NetworkXError, XmlParseError) as err:
-        raise ConfigError(key, str(path), f"cannot read topology file: {err}") from err
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        RecursionError,
+        nx.NetworkXError,
+        XmlParseError,
+    ) as err:
+        # The reason names a line or a field, never the file's text: a wrong path may point
+        # at a file whose contents must not end up in a terminal or a log.
+        reason = f"{type(err).__name__}: {err}" if isinstance(err, KeyError) else str(err)
+        raise ConfigError(key, str(path), f"cannot read topology file: {reason}") from None
     return validate_graph(graph, num_nodes, key=key)
 
 
@@ -461,7 +480,7 @@ def _load_edge_list(file: Path) -> nx.Graph:
             continue
         fields = line.split()
         if len(fields) < 2:
-            raise ValueError(f"line {number}: expected 'u v', got {raw!r}")
+            raise ValueError(f"line {number}: expected two node labels 'u v'")
         graph.add_edge(_label(fields[0]), _label(fields[1]))
     return graph
 
@@ -483,7 +502,7 @@ def _load_node_link(file: Path) -> nx.Graph:
 
 
 def _load_yaml(file: Path, *, seed: int, round_index: int, num_nodes: int | None, key: str) -> nx.Graph:
-    data = yaml.safe_load(file.read_text())
+    data = load_file(file, key)
     if not isinstance(data, dict):
         raise ConfigError(key, str(file), "YAML topology must be a mapping with 'kind'+'params' or 'edges'")
     allowed = {"kind", "params", "edges", "num_nodes", "name", "description"}
@@ -510,12 +529,21 @@ def _load_yaml(file: Path, *, seed: int, round_index: int, num_nodes: int | None
         raise ConfigError(key, str(file), "YAML topology needs 'kind' (+ 'params') or 'edges'")
     graph = nx.Graph()
     if data.get("num_nodes") is not None:
-        graph.add_nodes_from(range(int(data["num_nodes"])))
+        graph.add_nodes_from(range(_file_num_nodes(data["num_nodes"], num_nodes, f"{key}:num_nodes")))
     for edge in data["edges"] or []:
         if not isinstance(edge, list | tuple) or len(edge) != 2:
             raise ConfigError(f"{key}:edges", edge, "each edge must be a pair [u, v]")
         graph.add_edge(edge[0], edge[1])
     return validate_graph(graph, num_nodes, key=key)
+
+
+def _file_num_nodes(value: Any, expected: int | None, key: str) -> int:
+    """A topology file's ``num_nodes``: an integer the scenario can have, checked before use."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CLIENTS:
+        raise ConfigError(key, value, f"must be an integer in 1..{MAX_CLIENTS}")
+    if expected is not None and value != expected:
+        raise ConfigError(key, value, f"the scenario has {expected} nodes (task.num_clients)")
+    return value
 
 
 def save_graph(graph: nx.Graph, path: str | Path) -> Path:

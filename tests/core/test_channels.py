@@ -53,9 +53,9 @@ def test_channel_state_is_checkpointed(tmp_path):
         rounds=4,
     )
     result = flsim.run(raw, run_dir=tmp_path / "run")
-    import torch
+    from flsim.results.writer import RunWriter
 
-    state = torch.load(result.run_dir / "checkpoints" / "latest.pt", weights_only=False)
+    state = RunWriter(result.run_dir).load_checkpoint()
     client_state = state["clients"][0]
     assert {"channel.delta.error", "channel.delta.shift"} <= set(client_state)
     assert json.loads((result.run_dir / "summary.json").read_text())["status"] == "completed"
