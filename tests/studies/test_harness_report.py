@@ -145,3 +145,35 @@ def test_dashboard_study_api_refuses_a_federated_run(tmp_path):
         (run,) = json.loads(_get(server.url, "/api/runs")[1])["runs"]
         assert run["study"] is None
         assert _get(server.url, f"/api/runs/{run['id']}/study")[0] == 404
+
+
+@pytest.mark.slow
+def test_dashboard_page_draws_the_study_panel_in_chromium(study_run, tmp_path):
+    pytest.importorskip("aiohttp")
+    from flsim.dashboard.server import background_server
+    from tests.dashboard.browser import chromium, console_errors, wait_for
+
+    criteria = len(_summary(study_run)["criteria"])
+    with chromium(tmp_path / "profile") as driver, background_server(study_run, poll_ms=300) as server:
+        driver.get(server.url + "/")
+        wait_for(
+            lambda: driver.execute_script("return window.flsimStudies && window.flsimStudies.panels === 1"),
+            timeout=60,
+            what="the study panel",
+        )
+        drawn = wait_for(
+            lambda: driver.execute_script(
+                "var plots = document.querySelectorAll('#studies .study-plot');"
+                "return plots.length === 3 && Array.prototype.every.call(plots, function (p) {"
+                "  return p.querySelectorAll('.scatterlayer g.trace').length > 0; }) ? plots.length : 0;"
+            ),
+            timeout=60,
+            what="three study figures with traces",
+        )
+        assert drawn == 3
+        rows = driver.execute_script("return document.querySelectorAll('#studies table tr').length")
+        assert rows == criteria + 1  # a header row, then one per criterion
+        assert "last_iterate_sgd" in driver.execute_script(
+            "return document.querySelector('#studies h3').textContent"
+        )
+        assert console_errors(driver) == []
