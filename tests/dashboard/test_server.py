@@ -165,7 +165,11 @@ def test_host_header_and_security_headers(make_run, server) -> None:
     csp = headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
     assert not re.search(rb"<script(?![^>]*\bsrc=)[^>]*>", body)  # no inline script
-    assert re.findall(rb'<script src="([^"]+)"', body) == [b"/assets/plotly.min.js", b"/assets/dashboard.js"]
+    assert re.findall(rb'<script src="([^"]+)"', body) == [
+        b"/assets/plotly.min.js",
+        b"/assets/dashboard.js",
+        b"/assets/studies.js",  # the study panel (flsim.dashboard.studies)
+    ]
     status, js, _ = _get(server.url, "/assets/plotly.min.js")
     assert status == 200 and b"plotly.js v" in js[:2000]
 
