@@ -1,0 +1,11 @@
+"""Optimizers written for flsim: usable as single-node study optimizers and as client optimizers.
+
+Each is a ``torch.optim.Optimizer`` whose whole state lives in ``state_dict()`` and that draws
+no random numbers, so a client's local training stays a deterministic function of its inputs.
+"""
+
+from __future__ import annotations
+
+from flsim.optim.adamp import SGDP, AdamP, project_if_scale_invariant
+
+__all__ = ["SGDP", "AdamP", "project_if_scale_invariant"]
