@@ -22,8 +22,10 @@ from flsim.config.errors import ConfigError
 #: Bounds of a signed 64-bit integer: what numpy, torch and parquet can hold.
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 MAX_STRING = 4096
-#: Deepest nesting of a scenario given as a Python mapping (YAML has its own bound).
+#: Deepest nesting and most values of a scenario given as a Python mapping (YAML files have
+#: the same bounds in :mod:`flsim.config.yamlsafe`); shared sub-objects count each time.
 MAX_DEPTH = 50
+MAX_NODES = 100_000
 
 
 def _problem(value: Any) -> str | None:
@@ -47,8 +49,12 @@ def check_values(data: Any, prefix: str = "") -> None:
     Iterative, so a deeply nested mapping built in Python cannot overflow the stack.
     """
     pending: list[tuple[str, Any, int]] = [(prefix, data, 0)]
+    visited = 0
     while pending:
         key, value, depth = pending.pop()
+        visited += 1
+        if visited > MAX_NODES:
+            raise ConfigError(prefix or "(scenario)", "...", f"holds more than {MAX_NODES} values")
         if depth > MAX_DEPTH:
             raise ConfigError(key, "...", f"nested more than {MAX_DEPTH} levels deep")
         if isinstance(value, dict):

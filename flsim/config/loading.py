@@ -144,4 +144,5 @@ def validate_scenario(raw: dict[str, Any]) -> Scenario:
 def load_scenario(source: str | Path | dict[str, Any], overrides: list[str] | None = None) -> Scenario:
     """A validated :class:`Scenario` from a YAML path or a mapping, with overrides applied."""
     raw = dict(source) if isinstance(source, dict) else read_yaml(source)
+    check_values(raw)  # before the copy in apply_overrides, which recurses
     return validate_scenario(apply_overrides(raw, overrides or []))
