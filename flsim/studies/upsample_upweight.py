@@ -86,7 +86,7 @@ def make_domains(
     """Shared teacher plus per-domain offsets and input means; labels sampled from the teacher."""
     teacher = rng.standard_normal((dim, classes)) * (3.0 / np.sqrt(dim))
     xs, ys, val_x, val_y = [], [], [], []
-    for n in [*sizes]:
+    for n in sizes:
         offset = rng.standard_normal((dim, classes)) * (1.5 / np.sqrt(dim))
         mean = rng.standard_normal(dim) * 0.5
         for count, xs_out, ys_out in ((n, xs, ys), (val_size, val_x, val_y)):
