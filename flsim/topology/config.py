@@ -21,7 +21,8 @@ class TopologyConfig(BaseModel):
 
     ``mixing``: the gossip weights (docs/algorithms.md G1-G5; ``uniform`` is J on the complete
     graph). ``solver``: for ``fdla``/``fmmc``, ``sdp`` (interior point), ``cvxpy``,
-    ``first_order`` or ``auto`` (first order from 500 nodes).
+    ``first_order`` or ``auto`` (first order once the exact solve is predicted to take over a
+    minute, from its node and edge counts).
 
     ``time_varying``: ``none``; ``random_each_round`` (a fresh graph of the same random kind
     every round, drawn from a seed derived from (seed, round)); ``cycle`` (round t uses entry

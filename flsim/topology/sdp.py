@@ -4,13 +4,14 @@ Both problems minimise s subject to −sI ⪯ W(w) − J ⪯ sI with W(w) = I �
 adds w ≥ 0 and |B| w ≤ 1 (docs/algorithms.md G). Three solvers:
 
 :func:`interior_point`
-    A primal-dual interior-point method (HKM direction with Mehrotra's predictor-corrector,
-    as in SDPT3) written for this SDP. Every constraint matrix is rank one (b_e b_eᵀ) or the
-    identity, so the Schur complement is only (m+1) × (m+1) with entries
-    (b_eᵀ X b_f)(b_fᵀ S⁻¹ b_e), read off BᵀXB and BᵀS⁻¹B; a step costs O(n³ + n²m + m³).
-    This is the structure Xiao & Boyd ("Fast linear iterations for distributed averaging",
-    2004) exploit. The dual iterate (w, s) stays strictly feasible, so s is always a valid
-    upper bound on SLEM(W(w)).
+    A primal-dual interior-point method (Nesterov-Todd direction with Mehrotra's
+    predictor-corrector, as in SeDuMi and SDPT3) written for this SDP. Every constraint
+    matrix is rank one (b_e b_eᵀ) or the identity, so the Schur complement is only
+    (m+1) × (m+1), with edge block Σ_k (BᵀW_kB)∘(BᵀW_kB) for the NT scalings W_k of the two
+    LMI blocks; BᵀWB is gathered from W's entries (b_e = e_i − e_j), never multiplied out.
+    A step costs O(n³ + m²) plus the m³/3 Cholesky. This is the structure Xiao & Boyd
+    ("Fast linear iterations for distributed averaging", 2004) exploit. The dual iterate
+    (w, s) stays strictly feasible, so s is always a valid upper bound on SLEM(W(w)).
 :func:`cvxpy_sdp`
     The textbook cvxpy formulation (incidence form; the map w ↦ B diag(w) Bᵀ is a sparse
     n² × m matrix built once), kept as an independent reference for the tests.
@@ -18,15 +19,18 @@ adds w ≥ 0 and |B| w ≤ 1 (docs/algorithms.md G). Three solvers:
     Projected subgradient on SLEM(w) (Boyd, Diaconis & Xiao, "Fastest mixing Markov chain on
     a graph", SIAM Review 2004, §5), for graphs too large for O(n³ + m³) Newton-type steps.
 
-Measured on the 2-core development machine at n = 100 (one BLAS thread, ring, 10×10 torus,
-G(100, 0.08), random 4-regular and a 100-node barbell): the interior-point method takes
-0.4-3.1 s in 11-40 iterations, its bound s agreeing with the SLEM of the returned W to 1e-9;
-the dense 100-node barbell (1581 edges, so an m³ Schur factorisation) took 19 s (FDLA) and
-32 s (FMMC).
-cvxpy took 0.8-124 s with SCS (SLEM off by up to 5e-5 on the ring, 15 000 iterations for
-FMMC on the 4-regular graph) and about 150 s with CLARABEL, whose KKT system holds a dense
-n(n+1)/2-sided block per n × n PSD cone. A plain barrier method stalled on FMMC (hundreds of
-damped Newton steps per centring once many w_e approach 0), hence primal-dual.
+Profiled at n = 200 (1188 edges, FMMC): the former HKM version spent 49 of its 73 s in
+three-operand einsums and dense BᵀXB products, and still stopped at its 100-iteration cap
+with a gap of 4e-4, its primal steps shrunk to 0.02-0.1 from a start far from the central
+path (X = I, s just above Metropolis' SLEM). Now: gathers, a centred start
+(:func:`_centred_start`) and NT directions; FMMC takes 40-50 iterations and FDLA 15-25 on
+random geometric graphs, and ``python -m benchmarks.sdp_scaling`` prints the times next to
+the first-order method and cvxpy. ``mixing.predicted_sdp_seconds`` models them.
+cvxpy took 0.8-124 s at n = 100 with SCS (SLEM off by up to 5e-5 on the ring, 15 000
+iterations for FMMC on a 4-regular graph) and about 150 s with CLARABEL, whose KKT system
+holds a dense n(n+1)/2-sided block per n × n PSD cone. A plain barrier method stalled on
+FMMC (hundreds of damped Newton steps per centring once many w_e approach 0), hence
+primal-dual.
 """
 
 from __future__ import annotations
@@ -45,6 +49,16 @@ import scipy.sparse as sp
 from flsim.topology.graphs import edge_list, incidence_matrix, laplacian_from_weights
 
 logger = logging.getLogger(__name__)
+
+#: Where the interior-point method starts s: this fraction of the way from Metropolis' SLEM
+#: to 1 (:func:`_centred_start`).
+START_SHIFT = 0.5
+#: Fraction of the longest feasible step taken, in both the primal and the dual.
+STEP_FRACTION = 0.98
+#: Largest ‖A(X) − b‖ accepted at the stop. Once the gap is below 1e-8 the NT direction's
+#: W ΔS W loses digits (W's entries grow like 1/√gap), so the residual creeps up from 1e-8
+#: to 1e-5 while s moves by less than 1e-9; insisting on 1e-7 cost ten more iterations.
+RESIDUAL_TOL = 1e-5
 
 
 @dataclass
@@ -109,19 +123,73 @@ def _max_step_lp(x: np.ndarray, dx: np.ndarray) -> float:
     return float(np.min(-x[negative] / dx[negative])) if negative.any() else np.inf
 
 
+def _regularised_cholesky(matrix: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Cholesky of a unit-diagonal SPD matrix, adding δI (δ = 1e-14, ×100 up to 1e-8) if it fails.
+
+    Near the optimum of FMMC the Schur complement loses definiteness in float64 (edges with
+    w_e → 0 give diagonal entries x_e/w_e → ∞); a tiny shift, as SDPT3 applies, keeps the
+    Newton step usable for the last iterations instead of stopping early.
+    """
+    eye = np.eye(len(matrix))
+    for shift in (0.0, 1e-14, 1e-12, 1e-10, 1e-8):
+        try:
+            return sla.cho_factor(matrix + shift * eye if shift else matrix, check_finite=False)
+        except np.linalg.LinAlgError:
+            continue
+    raise np.linalg.LinAlgError("Schur complement is not positive definite even after a 1e-8 shift")
+
+
+@dataclass(frozen=True)
+class _Scaling:
+    """Nesterov-Todd scaling of one LMI block: W = T Tᵀ with W S W = X.
+
+    In the scaled variables X̃ = T⁻¹ X T⁻ᵀ and S̃ = Tᵀ S T both equal V = diag(v), so the
+    linearised complementarity is a Lyapunov equation with a diagonal coefficient.
+    """
+
+    t: np.ndarray
+    t_inv: np.ndarray
+    v: np.ndarray
+    w: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray, s: np.ndarray) -> _Scaling:
+        """From X = G Gᵀ and Gᵀ S G = Q D Qᵀ: T = G Q D^(−1/4), V = D^(1/2)."""
+        g = np.linalg.cholesky(x)
+        d, q = np.linalg.eigh(g.T @ s @ g)
+        if d[0] <= 0.0:
+            raise np.linalg.LinAlgError("S is not positive definite on the range of X")
+        t = (g @ q) * d**-0.25
+        g_inv = sla.solve_triangular(g, np.eye(len(g)), lower=True)
+        return cls(t, (q.T * d[:, None] ** 0.25) @ g_inv, np.sqrt(d), t @ t.T)
+
+    def centring(self, target: float, affine: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+        """R with ΔX + W ΔS W = R: σμS⁻¹ − X, minus Mehrotra's term from the affine (ΔX, ΔS)."""
+        rhs = np.diag(2.0 * (target - self.v**2))
+        if affine is not None:
+            d_x, d_s = affine
+            product = (self.t_inv @ d_x @ self.t_inv.T) @ (self.t.T @ d_s @ self.t)
+            rhs = rhs - product - product.T
+        return self.t @ (rhs / (self.v[:, None] + self.v[None, :])) @ self.t.T
+
+
 class _PrimalDual:
     """State and algebra of :func:`interior_point` (blocks: S₁, S₂ and, for FMMC, w and 1 − |B|w).
 
     Dual form: y = (w, s), maximise −s subject to slacks S(y) = C − Σ y_i A_i ⪰ 0 with
     A_w = (−b bᵀ, +b bᵀ, −e_e, +|b_e|) and A_s = (−I, −I, 0, 0) per block.
+
+    B is never multiplied densely: column e of B is e_i − e_j, so BᵀCB and b_eᵀ C b_e are
+    gathers of C's entries (:meth:`congruence`, :meth:`quad`). The dense BᵀXB (n²m + nm²
+    flops) and three-operand einsums took 49 of the 83 s of an n = 200 solve.
     """
 
     def __init__(self, graph: nx.Graph, nonnegative: bool) -> None:
         self.edges = edge_list(graph)
         self.n, self.m = graph.number_of_nodes(), len(self.edges)
-        self.b = incidence_matrix(graph)[1].toarray()
-        self.bt = self.b.T.copy()
-        self.load = np.abs(self.b)
+        self.heads = np.array([e[0] for e in self.edges], dtype=np.int64)
+        self.tails = np.array([e[1] for e in self.edges], dtype=np.int64)
+        self.load = abs(incidence_matrix(graph)[1])  # |B|, sparse n × m
         self.eye = np.eye(self.n)
         self.mean = np.full((self.n, self.n), 1.0 / self.n)
         self.nonnegative = nonnegative
@@ -131,18 +199,24 @@ class _PrimalDual:
 
     def slacks(self, point: np.ndarray) -> list[np.ndarray]:
         m = self.m
-        lap = (self.b * point[:m]) @ self.bt
+        lap = laplacian_from_weights(self.n, self.edges, point[:m])
         out = [(point[m] - 1.0) * self.eye + lap + self.mean, (point[m] + 1.0) * self.eye - lap - self.mean]
         if self.nonnegative:
             out += [point[:m].copy(), 1.0 - self.load @ point[:m]]
         return out
 
     def quad(self, matrix: np.ndarray) -> np.ndarray:
-        """b_eᵀ C b_e for every edge (C need not be symmetric)."""
-        return np.einsum("ie,ij,je->e", self.b, matrix, self.b)
+        """b_eᵀ C b_e for every edge (C symmetric)."""
+        h, t = self.heads, self.tails
+        return matrix[h, h] + matrix[t, t] - 2.0 * matrix[h, t]
+
+    def congruence(self, matrix: np.ndarray) -> np.ndarray:
+        """BᵀCB (m × m) for a symmetric C, by row gathers: BᵀC has rows C[i] − C[j]."""
+        rows = (matrix[self.heads] - matrix[self.tails]).T.copy()
+        return rows[self.heads] - rows[self.tails]
 
     def adjoint(self, blocks: list[np.ndarray]) -> np.ndarray:
-        """(tr(A_i C))_i for a block matrix C."""
+        """(tr(A_i C))_i for a symmetric block matrix C."""
         out = np.empty(self.m + 1)
         out[: self.m] = self.quad(blocks[1]) - self.quad(blocks[0])
         out[self.m] = -np.trace(blocks[0]) - np.trace(blocks[1])
@@ -151,51 +225,62 @@ class _PrimalDual:
         return out
 
     def prepare(self, y: np.ndarray, primal: list[np.ndarray], dual: list[np.ndarray], mu: float) -> None:
-        """Factor the (m+1)² Schur complement M_ij = tr(A_i X A_j S⁻¹) (HKM) at this iterate."""
-        m, b, bt = self.m, self.b, self.bt
+        """Factor the (m+1)² Schur complement M_ij = Σ_blocks tr(A_i W A_j W) (NT) at this iterate.
+
+        Its edge block is Σ_k (BᵀW_kB)∘(BᵀW_kB) over the two LMI blocks, plus
+        diag(x/w) + |B|ᵀ diag(x'/s')|B| for FMMC's bounds: symmetric positive definite by
+        construction. The m³/3 Cholesky dominates from a few hundred edges.
+        """
+        m = self.m
         self.y, self.primal, self.dual, self.mu = y, primal, dual, mu
-        self.inverses = [sla.cho_solve(sla.cho_factor(dual[k], lower=True), self.eye) for k in (0, 1)]
-        xb = [primal[k] @ b for k in (0, 1)]
-        sb = [self.inverses[k] @ b for k in (0, 1)]
+        self.scalings = [_Scaling.of(primal[k], dual[k]) for k in (0, 1)]
+        w = [sc.w for sc in self.scalings]
         schur = np.empty((m + 1, m + 1))
-        schur[:m, :m] = (bt @ xb[0]) * (bt @ sb[0]) + (bt @ xb[1]) * (bt @ sb[1])
-        xs = [primal[k] @ self.inverses[k] for k in (0, 1)]
-        schur[:m, m] = schur[m, :m] = self.quad(xs[0]) - self.quad(xs[1])
-        schur[m, m] = np.trace(xs[0]) + np.trace(xs[1])
-        self.inv_trace = np.empty(m + 1)  # (tr(A_i S⁻¹))_i
-        self.inv_trace[:m] = np.einsum("ie,ie->e", b, sb[1]) - np.einsum("ie,ie->e", b, sb[0])
-        self.inv_trace[m] = -np.trace(self.inverses[0]) - np.trace(self.inverses[1])
-        if self.nonnegative:
-            schur[:m, :m] += np.diag(primal[2] / dual[2]) + (self.load.T * (primal[3] / dual[3])) @ self.load
-            self.inv_trace[:m] += -1.0 / dual[2] + self.load.T @ (1.0 / dual[3])
+        edge_block = np.square(self.congruence(w[0]))
+        edge_block += np.square(self.congruence(w[1]))
+        schur[:m, :m] = edge_block
+        squares = [wk @ wk for wk in w]
+        schur[:m, m] = schur[m, :m] = self.quad(squares[0]) - self.quad(squares[1])
+        schur[m, m] = np.trace(squares[0]) + np.trace(squares[1])
+        if self.nonnegative:  # sparse: edges e, f share a node, added in place
+            bounds = (self.load.T @ sp.diags(primal[3] / dual[3]) @ self.load).tocoo()
+            schur[bounds.row, bounds.col] += bounds.data
+            diagonal = np.arange(m)
+            schur[diagonal, diagonal] += primal[2] / dual[2]
         # Jacobi scaling before Cholesky: the diagonal spans many decades near the optimum.
         self.scale = 1.0 / np.sqrt(np.maximum(np.diag(schur), np.finfo(float).tiny))
-        self.factor = sla.cho_factor(schur * self.scale[:, None] * self.scale[None, :])
+        schur *= self.scale[:, None]
+        schur *= self.scale[None, :]
+        self.factor = _regularised_cholesky(schur)
 
     def direction(
         self, sigma: float, affine: tuple[list[np.ndarray], list[np.ndarray]] | None
     ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
-        """HKM search direction for centring σ, with Mehrotra's corrector given the affine step."""
-        primal, dual, inverses = self.primal, self.dual, self.inverses
-        rhs = self.target - sigma * self.mu * self.inv_trace
-        corrections: list[np.ndarray] | None = None
-        if affine is not None:  # second-order term ΔX_aff ΔS_aff S⁻¹
-            d_s, d_x = affine
-            corrections = [d_x[k] @ d_s[k] @ inverses[k] for k in (0, 1)]
-            if self.nonnegative:
-                corrections += [d_x[k] * d_s[k] / dual[k] for k in (2, 3)]
-            rhs = rhs + self.adjoint(corrections)
+        """NT direction for centring σ, with Mehrotra's corrector given the affine (ΔS, ΔX).
+
+        Per block ΔX + W ΔS W = R (LP blocks: ΔX + (x/s) ΔS = R), and A(ΔX) = b − A(X), so
+        M Δy = b − A(X) − A(R); ΔS = S(y + Δy) − S(y) exactly.
+        """
+        primal, dual, target = self.primal, self.dual, sigma * self.mu
+        centring = [
+            sc.centring(target, None if affine is None else (affine[1][k], affine[0][k]))
+            for k, sc in enumerate(self.scalings)
+        ]
+        if self.nonnegative:
+            for k in (2, 3):
+                product = primal[k] * dual[k] + (0.0 if affine is None else affine[1][k] * affine[0][k])
+                centring.append((target - product) / dual[k])
+        rhs = self.target - self.adjoint(primal) - self.adjoint(centring)
         dy = self.scale * sla.cho_solve(self.factor, self.scale * rhs)
         d_slack = [new - old for new, old in zip(self.slacks(self.y + dy), dual, strict=True)]
         d_primal = []
-        for k in range(len(primal)):
+        for k, r in enumerate(centring):
             if k < 2:
-                step = sigma * self.mu * inverses[k] - primal[k] - primal[k] @ d_slack[k] @ inverses[k]
+                w = self.scalings[k].w
+                step = r - w @ d_slack[k] @ w
+                d_primal.append(0.5 * (step + step.T))
             else:
-                step = sigma * self.mu / dual[k] - primal[k] - primal[k] * d_slack[k] / dual[k]
-            if corrections is not None:
-                step = step - corrections[k]
-            d_primal.append(0.5 * (step + step.T) if k < 2 else step)
+                d_primal.append(r - primal[k] / dual[k] * d_slack[k])
         return dy, d_slack, d_primal
 
     def step_lengths(self, d_slack: list[np.ndarray], d_primal: list[np.ndarray]) -> tuple[float, float]:
@@ -210,6 +295,21 @@ class _PrimalDual:
         return longest(self.primal, d_primal), longest(self.dual, d_slack)
 
 
+def _centred_start(state: _PrimalDual, graph: nx.Graph) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Metropolis weights, s halfway between their SLEM and 1, and X = μ₀ S⁻¹ on the central path.
+
+    μ₀ makes tr X₁ + tr X₂ = 1, the s-row of A(X) = b. The former start (X = I, s just above
+    the SLEM) was far from centred, and FMMC at n = 200 stalled with steps of 0.02-0.1.
+    """
+    w0 = metropolis_edge_weights(graph)
+    s0 = _slem_of(state.n, state.edges, w0)
+    y = np.concatenate([w0, [s0 + START_SHIFT * (1.0 - s0) + 1e-3]])
+    dual = state.slacks(y)
+    inverses = [sla.cho_solve(sla.cho_factor(dual[k], lower=True), state.eye) for k in (0, 1)]
+    mu0 = 1.0 / (np.trace(inverses[0]) + np.trace(inverses[1]))
+    return y, [mu0 * inverse for inverse in inverses] + [mu0 / block for block in dual[2:]]
+
+
 def interior_point(
     graph: nx.Graph, nonnegative: bool, *, tol: float = 1e-9, max_iterations: int = 100
 ) -> SdpSolution:
@@ -218,23 +318,20 @@ def interior_point(
     Variables y = (w, s); maximise −s subject to the slacks
     S₁ = sI − (W − J) = (s−1)I + L(w) + J ⪰ 0, S₂ = sI + (W − J) = (s+1)I − L(w) − J ⪰ 0
     (both have the harmless eigenvalue s on the 1-vector) and, for FMMC, w ≥ 0 and
-    1 − |B|w ≥ 0. Start: Metropolis weights (strictly FMMC-feasible), s above their SLEM,
-    X = I. Stop when the duality gap ⟨X, S⟩ ≤ tol·(1 + s) with the primal residual small,
-    or when the iterates reach the limits of float64 with the gap already below 1e-7.
+    1 − |B|w ≥ 0. Nesterov-Todd directions with Mehrotra's predictor-corrector, from the
+    centred start of :func:`_centred_start`. Stop when the duality gap ⟨X, S⟩ ≤ tol·(1 + s)
+    with the primal residual small, or when the iterates reach the limits of float64 with
+    the gap already below 1e-7.
     """
     state = _PrimalDual(graph, nonnegative)
-    n, m = state.n, state.m
-    w0 = metropolis_edge_weights(graph)
-    s0 = _slem_of(n, state.edges, w0)
-    y = np.concatenate([w0, [s0 + 0.1 * (1.0 - s0) + 1e-3]])
-    primal = [state.eye.copy(), state.eye.copy()] + ([np.ones(m), np.ones(n)] if nonnegative else [])
+    m = state.m
+    y, primal = _centred_start(state, graph)
     status, gap, iterations = "max_iterations", np.inf, max_iterations
     for iteration in range(max_iterations):
         dual = state.slacks(y)
         gap = float(sum(np.vdot(x, s) for x, s in zip(primal, dual, strict=True)))
-        residual = state.target - state.adjoint(primal)
-        scale = 1.0 + np.abs(primal[0]).max()
-        if gap <= tol * (1.0 + abs(y[m])) and np.linalg.norm(residual) <= 1e-7 * scale:
+        residual = np.linalg.norm(state.target - state.adjoint(primal))
+        if gap <= tol * (1.0 + abs(y[m])) and residual <= RESIDUAL_TOL:
             status, iterations = "optimal", iteration
             break
         try:
@@ -253,7 +350,17 @@ def interior_point(
             status = "optimal" if gap <= 1e-7 * (1.0 + abs(y[m])) else "inaccurate"
             iterations = iteration
             break
-        p_len, d_len = min(1.0, 0.98 * p_len), min(1.0, 0.98 * d_len)
+        p_len, d_len = min(1.0, STEP_FRACTION * p_len), min(1.0, STEP_FRACTION * d_len)
+        logger.debug(
+            "ipm %d: gap %.2e residual %.2e s %.10f sigma %.2f steps %.2f %.2f",
+            iteration,
+            gap,
+            residual,
+            y[m],
+            sigma,
+            p_len,
+            d_len,
+        )
         primal = [x + p_len * dx for x, dx in zip(primal, d_primal, strict=True)]
         y = y + d_len * dy
     return SdpSolution(y[:m].copy(), float(y[m]), status, iterations, "interior_point", gap=gap)
