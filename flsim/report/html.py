@@ -41,6 +41,7 @@ from flsim.report.figures import (
 )
 from flsim.report.spec import DashboardSpec, FinalTableSpec, TargetTableSpec, load_spec
 from flsim.report.study import study_section
+from flsim.report.study import study_section
 from flsim.results.loading import PathLike, Results, config_value, flatten_config, load_results
 
 __all__ = [
@@ -443,7 +444,7 @@ def _default_body(results: Results) -> list[str]:
             '<p class="note">Median [25th, 75th percentile] over the runs of each group.</p>',
             _group_table_html(table, finals, "flsim-groups", ["runs"]),
         ]
-    if not figures:
+    if not figures and df.empty:  # study runs plot their own figures (the Studies section)
         parts.append('<p class="note">No metric rows to plot yet.</p>')
     parts += [_figure_block(key, fig) for key, fig in figures.items()]
     parts += study_section(results, _figure_block)
@@ -554,6 +555,7 @@ def _spec_body(results: Results, spec: DashboardSpec, total_runs: int) -> list[s
     if results.metrics.empty:
         parts.append('<p class="note">No metric rows to plot yet.</p>')
     parts += [_figure_block(key, fig) for key, fig in figures.items()]
+    parts += study_section(results, _figure_block)
     parts += study_section(results, _figure_block)
     parts += _runs_section(summary)
     return parts
