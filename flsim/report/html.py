@@ -41,7 +41,6 @@ from flsim.report.figures import (
 )
 from flsim.report.spec import DashboardSpec, FinalTableSpec, TargetTableSpec, load_spec
 from flsim.report.study import study_section
-from flsim.report.study import study_section
 from flsim.results.loading import PathLike, Results, config_value, flatten_config, load_results
 
 __all__ = [
@@ -555,7 +554,6 @@ def _spec_body(results: Results, spec: DashboardSpec, total_runs: int) -> list[s
     if results.metrics.empty:
         parts.append('<p class="note">No metric rows to plot yet.</p>')
     parts += [_figure_block(key, fig) for key, fig in figures.items()]
-    parts += study_section(results, _figure_block)
     parts += study_section(results, _figure_block)
     parts += _runs_section(summary)
     return parts
