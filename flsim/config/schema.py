@@ -173,6 +173,14 @@ class Scenario(Strict):
     wall: WallConfig = Field(default_factory=WallConfig)
     study: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("algorithm", "study")
+    @classmethod
+    def _section_name_is_text(cls, section: dict[str, Any]) -> dict[str, Any]:
+        # The registries look the name up; a list or a mapping there is a typo, not a name.
+        if "name" in section and not isinstance(section["name"], str):
+            raise ValueError(f"name must be a string, not {type(section['name']).__name__}")
+        return section
+
     @field_validator("name")
     @classmethod
     def _name_is_one_folder(cls, name: str) -> str:

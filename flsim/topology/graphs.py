@@ -40,6 +40,11 @@ TOPOLOGIES_DIR = Path(__file__).resolve().parents[2] / "topologies"
 
 #: How many derived seeds a random builder tries before declaring its parameters hopeless.
 DEFAULT_MAX_TRIES = 100
+#: Bounds on what a builder may be asked for: nodes of graphs whose construction is linear in
+#: n, nodes of those that are quadratic (all pairs are drawn or linked), edges, and redraws.
+MAX_DENSE_NODES = 3000
+MAX_EDGES = 5_000_000
+MAX_TRIES = 1000
 #: Largest topology file read (about two million edges as an edge list).
 MAX_TOPOLOGY_BYTES = 16 << 20
 
@@ -105,7 +110,9 @@ def register_builder(
 # --------------------------------------------------------------------------- parameter checks
 
 
-def _int(name: str, value: Any, minimum: int) -> int:
+def _int(name: str, value: Any, minimum: int, maximum: int = MAX_CLIENTS) -> int:
+    """An integer parameter in ``minimum..maximum``: sizes are bounded so that building the
+    graph (at validation time, too) cannot take the machine's memory or hours."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         if isinstance(value, float) and value.is_integer():
             value = int(value)
@@ -113,7 +120,14 @@ def _int(name: str, value: Any, minimum: int) -> int:
             raise ParamError(name, value, "must be an integer")
     if value < minimum:
         raise ParamError(name, value, f"must be >= {minimum}")
+    if value > maximum:
+        raise ParamError(name, value, f"must be <= {maximum}")
     return int(value)
+
+
+def _edges_at_most(name: str, value: Any, edges: int) -> None:
+    if edges > MAX_EDGES:
+        raise ParamError(name, value, f"gives about {edges:.3g} edges, more than the {MAX_EDGES:.0e} allowed")
 
 
 def _prob(name: str, value: Any, *, open_low: bool = True) -> float:
@@ -175,7 +189,7 @@ def star(n: int) -> nx.Graph:
 @register_builder("complete")
 def complete(n: int) -> nx.Graph:
     """Complete graph K_n."""
-    return nx.complete_graph(_int("n", n, 2))
+    return nx.complete_graph(_int("n", n, 2, MAX_DENSE_NODES))
 
 
 def _grid(rows: int, cols: int, periodic: bool) -> nx.Graph:
@@ -187,13 +201,17 @@ def _grid(rows: int, cols: int, periodic: bool) -> nx.Graph:
 @register_builder("grid", size_params=("rows", "cols"))
 def grid(rows: int, cols: int) -> nx.Graph:
     """rows x cols lattice without wrap-around; node r*cols + c."""
-    return _grid(_int("rows", rows, 1), _int("cols", cols, 1), periodic=False)
+    rows, cols = _int("rows", rows, 1), _int("cols", cols, 1)
+    _int("rows", rows * cols, 1)  # rows * cols nodes
+    return _grid(rows, cols, periodic=False)
 
 
 @register_builder("torus", size_params=("rows", "cols"))
 def torus(rows: int, cols: int) -> nx.Graph:
     """rows x cols lattice with wrap-around (4-regular; both sides >= 3 so no edge doubles)."""
-    return _grid(_int("rows", rows, 3), _int("cols", cols, 3), periodic=True)
+    rows, cols = _int("rows", rows, 3), _int("cols", cols, 3)
+    _int("rows", rows * cols, 1)  # rows * cols nodes
+    return _grid(rows, cols, periodic=True)
 
 
 @register_builder("exponential")
@@ -211,13 +229,13 @@ def exponential(n: int) -> nx.Graph:
 @register_builder("barbell", size_params=("m1", "m2"))
 def barbell(m1: int, m2: int = 0) -> nx.Graph:
     """Two K_m1 cliques joined by a path of m2 extra nodes (n = 2*m1 + m2)."""
-    return nx.barbell_graph(_int("m1", m1, 2), _int("m2", m2, 0))
+    return nx.barbell_graph(_int("m1", m1, 2, MAX_DENSE_NODES), _int("m2", m2, 0))
 
 
 @register_builder("lollipop", size_params=("m", "k"))
 def lollipop(m: int, k: int = 1) -> nx.Graph:
     """K_m with a path of k extra nodes hanging off it (n = m + k): a bottleneck graph."""
-    return nx.lollipop_graph(_int("m", m, 2), _int("k", k, 1))
+    return nx.lollipop_graph(_int("m", m, 2, MAX_DENSE_NODES), _int("k", k, 1))
 
 
 # --------------------------------------------------------------------------- random builders
@@ -226,8 +244,8 @@ def lollipop(m: int, k: int = 1) -> nx.Graph:
 @register_builder("erdos_renyi", random=True)
 def erdos_renyi(n: int, p: float, *, draw: DrawFactory, max_tries: int = DEFAULT_MAX_TRIES) -> nx.Graph:
     """G(n, p), redrawn with derived seeds until connected."""
-    n, p = _int("n", n, 2), _prob("p", p)
-    max_tries = _int("max_tries", max_tries, 1)
+    n, p = _int("n", n, 2, MAX_DENSE_NODES), _prob("p", p)
+    max_tries = _int("max_tries", max_tries, 1, MAX_TRIES)
     rows, cols = np.triu_indices(n, k=1)
 
     def make(rng: np.random.Generator) -> nx.Graph:
@@ -248,7 +266,8 @@ def random_regular(n: int, d: int, *, draw: DrawFactory, max_tries: int = DEFAUL
         raise ParamError("d", d, f"degree must be < n = {n}")
     if (n * d) % 2:
         raise ParamError("d", d, f"n*d must be even (n = {n})")
-    max_tries = _int("max_tries", max_tries, 1)
+    _edges_at_most("d", d, n * d // 2)
+    max_tries = _int("max_tries", max_tries, 1, MAX_TRIES)
     hint = "use a degree d >= 2"
     return _until_connected(
         draw, lambda rng: nx.random_regular_graph(d, n, seed=_python_seed(rng)), max_tries, "d", hint
@@ -260,8 +279,9 @@ def geometric(
     n: int, radius: float, *, draw: DrawFactory, dim: int = 2, max_tries: int = DEFAULT_MAX_TRIES
 ) -> nx.Graph:
     """Random geometric graph: n uniform points in [0,1]^dim, linked when closer than radius."""
-    n, radius, dim = _int("n", n, 2), _positive("radius", radius), _int("dim", dim, 1)
-    max_tries = _int("max_tries", max_tries, 1)
+    n, radius = _int("n", n, 2, MAX_DENSE_NODES), _positive("radius", radius)
+    dim = _int("dim", dim, 1, 100)
+    max_tries = _int("max_tries", max_tries, 1, MAX_TRIES)
 
     def make(rng: np.random.Generator) -> nx.Graph:
         points = rng.random((n, dim))
@@ -285,7 +305,8 @@ def small_world(
     p = _prob("p", p, open_low=False)
     if k >= n:
         raise ParamError("k", k, f"must be < n = {n}")
-    max_tries = _int("max_tries", max_tries, 1)
+    _edges_at_most("k", k, n * k // 2)
+    max_tries = _int("max_tries", max_tries, 1, MAX_TRIES)
     return _until_connected(
         draw,
         lambda rng: nx.watts_strogatz_graph(n, k, p, seed=_python_seed(rng)),
