@@ -36,6 +36,8 @@ RUNNABLE = [p for p in SCENARIOS if "studies" not in p.parts and "ray" not in p.
 #: Seconds one in-process call may take, and the peak resident memory of the whole test.
 CALL_SECONDS = 20.0
 PEAK_RSS_BYTES = 4 << 30
+#: What a fresh interpreter needs to import flsim and torch (on a loaded 2-core machine).
+STARTUP_SECONDS = 30.0
 
 HUGE = [2**63, -(2**63) - 1, 2**64, 10**30, 1e30, 1e308, -1e308, 5e-324]
 NON_FINITE = [math.inf, -math.inf, math.nan]
@@ -124,9 +126,11 @@ def _cli(argv: list[str]) -> tuple[int, str, float]:
     return code, err.getvalue(), time.perf_counter() - started
 
 
-def _check_outcome(code: int, err: str, seconds: float, out_dir: Path | None = None) -> None:
+def _check_outcome(
+    code: int, err: str, seconds: float, out_dir: Path | None = None, limit: float = CALL_SECONDS
+) -> None:
     assert "Traceback" not in err, err[-3000:]
-    assert seconds < CALL_SECONDS, seconds
+    assert seconds < limit, seconds
     if code == 2:
         lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1, err[-3000:]
@@ -217,16 +221,16 @@ def _subprocess(argv: list[str]) -> tuple[int, str, float]:
 
 @pytest.mark.slow
 @settings(
-    max_examples=8, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    max_examples=4, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck)
 )
 @given(content=mutated(), run=mutated_runnable())
 def test_through_the_real_command_line(tmp_path_factory, content, run):
     folder = tmp_path_factory.mktemp("fuzzcli")
     (folder / "v.yaml").write_bytes(content)
     code, err, seconds = _subprocess(["validate", str(folder / "v.yaml")])
-    _check_outcome(code, err, seconds - 15.0)  # the interpreter and torch start in each call
+    _check_outcome(code, err, seconds, limit=CALL_SECONDS + STARTUP_SECONDS)
     (folder / "r.yaml").write_bytes(run)
     out = folder / "out"
     argv = ["run", str(folder / "r.yaml"), "-o", "rounds=1", "-o", f"output.dir={out}", "--progress", "off"]
     code, err, seconds = _subprocess([*argv, "-o", "backend.kind=local", "-o", "budget.time=1"])
-    _check_outcome(code, err, seconds - 15.0, out)
+    _check_outcome(code, err, seconds, out, limit=CALL_SECONDS + STARTUP_SECONDS)
