@@ -237,6 +237,7 @@ def _execute(scenario: Scenario, writer: RunWriter, progress: str, resumed: bool
             from flsim.studies.runner import run_study
 
             writer.truncate_metrics(-1)
+            writer.stop_on_divergence = False
             base_summary.update(run_study(scenario, writer))
             final = writer.read_metrics()[-1]
         elif scenario.time == "wall":

@@ -173,6 +173,9 @@ class RunWriter:
     def __init__(self, run_dir: Path, identity: dict[str, Any] | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.identity = identity
+        #: A study records rows of many trajectories (one optimizer may diverge on purpose):
+        #: only a simulation's single trajectory stops at a non-finite loss.
+        self.stop_on_divergence = True
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -197,7 +200,7 @@ class RunWriter:
             handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())
-        diverged = _divergence(row)
+        diverged = _divergence(row) if self.stop_on_divergence else None
         if diverged is not None:
             raise diverged
 

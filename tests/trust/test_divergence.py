@@ -63,3 +63,15 @@ def test_the_report_and_the_dashboard_show_a_diverged_badge(tmp_path):
     statuses = {run.rel: run.status for run in RunStore(root).runs()}
     assert statuses == {"ok": "completed", "bad": "diverged"}
     assert "'diverged'" in DASHBOARD_JS and ".s-diverged" in index_html("t", 1000)
+
+
+def test_a_study_records_a_diverging_trajectory_without_stopping(tmp_path):
+    from flsim.results.writer import RunWriter
+
+    writer = RunWriter(tmp_path / "study")
+    writer.stop_on_divergence = False  # what flsim.api sets for kind: study
+    writer.append_metrics({"round": 0, "train_loss": float("nan")})
+    writer.stop_on_divergence = True
+    with pytest.raises(RunDiverged, match="round 1"):
+        writer.append_metrics({"round": 1, "train_loss": float("inf")})
+    assert len(writer.read_metrics()) == 2
