@@ -119,7 +119,7 @@ def _run_sqp(
     steps = zip(trace.kkt[1:], trace.alpha, trace.inner, trace.mu, strict=True)
     for iteration, (kkt, alpha, inner, mu) in enumerate(steps, 1):
         row = {"figure": "kkt", "method": method, "problem": problem.name, "iteration": iteration}
-        context.record({**row, "kkt": kkt, "alpha": alpha, "inner_iterations": inner, "mu": mu})
+        context.record({**row, "kkt": kkt, "step_size": alpha, "inner_iterations": inner, "mu": mu})
     near, unit = _near_solution_steps(trace, params.unit_radius)
     result = {
         "f": ev.f,
@@ -213,7 +213,7 @@ def _fraction(results: dict[str, dict[str, Any]]) -> float:
         FigureSpec(
             "Sketched SQP: step size",
             "iteration",
-            ("alpha",),
+            ("step_size",),
             series="problem",
             where={"figure": "kkt", "method": "sketch"},
         ),

@@ -1,7 +1,7 @@
 """SQP on an exact augmented Lagrangian with sketch-and-project Newton solves (AdaSketch-Newton).
 
 The method is Algorithm 1 of Hong, Na, Mahoney & Kolar, *Constrained optimization via exact
-augmented Lagrangian and randomized iterative sketching*, ICML 2023 (arXiv:2305.18379), with its
+augmented Lagrangian and randomized iterative sketching*, ICML 2023 (PMLR 202), with its
 constants taken from the authors' public code (github.com/IlgeeHong/AdaSketch-Newton,
 ``CUTEst/AdaSketchNewtonGV``). For ``min f(x) s.t. c(x) = 0`` with Lagrangian
 ``L = f + λᵀc``, ``G = ∇c``, ``H = ∇²ₓL``, one iteration:
@@ -10,7 +10,7 @@ constants taken from the authors' public code (github.com/IlgeeHong/AdaSketch-Ne
    unless the reduced Hessian ``ZᵀHZ`` (``Z`` spans null(G)) has an eigenvalue below 1e-6, then
    ``B = H + (ξ_B + ‖H‖)I``, which makes ``B`` positive definite on the whole space.
 2. **Sketch-and-project.** From ``z = 0``, repeat ``z ← z − KᵀS(SᵀKKᵀS)†Sᵀ(Kz − b)`` with a
-   fresh Gaussian sketch ``S`` until the *adaptive accuracy condition*
+   fresh Gaussian vector ``S`` (the paper's "GV" sketch) until the *adaptive accuracy condition*
    ``‖K‖·Ψ·‖Kz − b‖ ≤ δ‖b‖`` holds, where ``Ψ = 20·max(‖B‖², 1)/(min(ξ_G, 1)·min(ξ_B, 1))``
    bounds ``‖K⁻¹‖`` (``ξ_G = λ_min(GGᵀ)``) and ``δ = min(δ, (½ − β)ν/((1 + μ + ν)Υ²Ψ²))``
    with ``Υ = max(‖G‖, ‖H‖, 1)``.
@@ -20,18 +20,23 @@ constants taken from the authors' public code (github.com/IlgeeHong/AdaSketch-Ne
    and the sketch solve continues (warm) to the new accuracy.
 4. **Armijo.** ``α = 1`` halved until ``L_{μ,ν}(x + αΔx, λ + αΔλ) ≤ L_{μ,ν} + αβ∇L_{μ,ν}ᵀz``.
 
-Near a solution satisfying second-order sufficiency the paper proves that ``α = 1`` is accepted
-(Theorem 4.x, "unit stepsize is admissible locally"), giving local linear convergence.
+Near a solution satisfying second-order sufficiency the paper proves that ``α = 1`` passes the
+Armijo test, so the method converges linearly there (superlinearly if ``δ`` is driven to 0).
+Its analysis assumes LICQ (``GGᵀ`` uniformly nonsingular) and a reduced Hessian bounded away
+from 0 along the iterates; the cost of a sketch solve grows like ``κ(K)²·log(1/accuracy)``.
 
 Deviations from the authors' code, all deliberate: (a) the merit gradient uses the Hessian of
 the *Lagrangian*, ``∇ₓL_{μ,ν} = (I + νH)∇ₓL + μGᵀc``, which is the exact derivative of the
 merit; the code multiplies by the objective's Hessian, which is only equal for linear
 constraints. (b) Like the code, ``δ`` is floored at 1e-6 and the penalty updates stop at
-``μ > 1e8`` or ``ν < 1e-8``; a sketch solve stops after ``max_inner`` iterations. (c) A
+``μ > 1e8`` or ``ν < 1e-8``; a sketch solve stops after ``max_inner`` projections. Not in the
+code: a run stops once it has spent ``inner_budget`` projections in all (a time budget; the
+code instead allows 10⁴ outer iterations), reported as status ``inner_budget``. (c) A
 Jacobian with ``λ_min(GGᵀ) < 1e-2`` ends the run as a failure, as in the code. (d) Matrix
 norms are Frobenius norms (Julia's ``norm`` of a matrix), an upper bound on the spectral norm.
 
-``exact=True`` runs the same algorithm with ``z = K⁻¹b`` (the "exact-solve SQP" comparison).
+``solve_sqp`` without a generator runs the same algorithm with ``z = K⁻¹b`` (the "exact-solve
+SQP" comparison).
 """
 
 from __future__ import annotations
