@@ -144,12 +144,3 @@ def test_run_dir_that_is_not_a_directory(tmp_path, capsys, target):
     assert "--run-dir" in one_error_line(err)
     if target.endswith("a_file"):
         assert (tmp_path / "a_file").read_text() == "keep me"
-
-
-def test_shipped_scenarios_still_validate(capsys):
-    from pathlib import Path
-
-    files = sorted(str(p) for p in Path("scenarios").rglob("*.yaml"))
-    code, _, err = cli(capsys, "validate", *files)
-    assert code == 0, err
-    assert err == ""
