@@ -7,5 +7,6 @@ no random numbers, so a client's local training stays a deterministic function o
 from __future__ import annotations
 
 from flsim.optim.adamp import SGDP, AdamP, project_if_scale_invariant
+from flsim.optim.muon import DropMuon, Muon, newton_schulz5
 
-__all__ = ["SGDP", "AdamP", "project_if_scale_invariant"]
+__all__ = ["SGDP", "AdamP", "DropMuon", "Muon", "newton_schulz5", "project_if_scale_invariant"]
