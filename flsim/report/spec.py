@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from flsim.config.errors import ConfigError, ConfigErrors
+from flsim.config.yamlsafe import load_file
 
 
 @dataclass(frozen=True)
@@ -327,12 +327,7 @@ def load_spec(path: str | Path | DashboardSpec) -> DashboardSpec:
     if isinstance(path, DashboardSpec):
         return path
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("--spec", str(path), f"cannot read the spec file ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), None, f"not valid YAML: {exc}") from None
-    return parse_spec(data, str(path))
+    if not path.is_file():
+        raise ConfigError("--spec", str(path), "cannot read the spec file (no such file)")
+    # The bounded loader: a spec is user input like a scenario (size, aliases, UTF-8).
+    return parse_spec(load_file(path, "--spec"), str(path))

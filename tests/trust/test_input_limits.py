@@ -97,3 +97,16 @@ def test_an_oversized_file_is_refused_without_reading_it_all(tmp_path, capsys):
     code, _, err = cli(capsys, "validate", str(path))
     assert code == 2
     assert "larger than" in one_error_line(err)
+
+
+@pytest.mark.parametrize("content", [BOMB.encode(), b"title: caf\xe9\n"])
+def test_a_report_spec_goes_through_the_same_bounded_loader(tmp_path, capsys, content):
+    spec = tmp_path / "spec.yaml"
+    spec.write_bytes(content)
+    flsim.run(tiny_linreg(rounds=1), run_dir=tmp_path / "run")
+    code, _, err = cli(
+        capsys, "report", str(tmp_path / "run"), "--spec", str(spec), "-o", str(tmp_path / "r.html")
+    )
+    assert code == 2
+    assert "--spec" in one_error_line(err)
+    assert not (tmp_path / "r.html").exists()
