@@ -96,3 +96,26 @@ def test_a_truncated_checkpoint_is_one_line_naming_the_file(crashed, capsys):
     path = crashed / CHECKPOINT
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     _refused(capsys, crashed, str(path), "unreadable checkpoint")
+
+
+def test_an_event_run_with_rows_missing_before_its_checkpoint_is_refused(tmp_path, capsys, monkeypatch):
+    """Event runs carry their rows in the checkpoint; the file must still begin with them."""
+    from flsim.algorithms.events import DADAO
+    from tests.builders import make_ridge
+
+    raw = make_ridge({"name": "dadao"}, eval={"every_time": 4.0}, checkpoint={"every": 3})
+    original = DADAO.on_compute
+
+    def dies_after_time_25(self, *args):
+        if args[-1] > 25.0:
+            raise RuntimeError("killed")
+        return original(self, *args)
+
+    crashed = tmp_path / "crashed"
+    with monkeypatch.context() as patch:
+        patch.setattr(DADAO, "on_compute", dies_after_time_25)
+        with pytest.raises(RuntimeError, match="killed"):
+            flsim.run(raw, run_dir=crashed)
+    lines = _lines(crashed)
+    (crashed / "metrics.jsonl").write_text("".join(lines[:1] + lines[2:]))
+    _refused(capsys, crashed, "begins with rows [0, 2, 3", "the checkpoint has [0, 1, 2")
