@@ -144,3 +144,16 @@ def test_run_dir_that_is_not_a_directory(tmp_path, capsys, target):
     assert "--run-dir" in one_error_line(err)
     if target.endswith("a_file"):
         assert (tmp_path / "a_file").read_text() == "keep me"
+
+
+def test_an_mnist_directory_without_its_files(tmp_path, capsys):
+    """The directory exists (validate passes); its files are checked before the run directory."""
+    empty = tmp_path / "mnist"
+    empty.mkdir()
+    scenario = tiny_digits(task={"dataset": "mnist_idx", "dataset_params": {"path": str(empty)}})
+    out = tmp_path / "out"
+    path = write_scenario(tmp_path / "s.yaml", merge(scenario, {"output": {"dir": str(out)}}))
+    code, _, err = cli(capsys, "run", str(path), "--progress", "off")
+    assert code == 2
+    assert "task.dataset_params.path" in one_error_line(err)
+    assert not out.exists()
