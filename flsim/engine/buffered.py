@@ -1,4 +1,4 @@
-"""The buffered asynchronous driver (FedBuff, ALGORITHMS.md B6) on the engine's event heap.
+"""The buffered asynchronous driver (FedBuff, docs/algorithms.md B6) on the engine's event heap.
 
 Clients start as soon as they are free: whenever fewer than ``max_concurrency`` clients are
 in flight, the server draws idle clients uniformly (stream ``("fedbuff.dispatch", k)`` for

@@ -1,6 +1,6 @@
 """Where persistent per-client state lives between rounds (control variates, duals, errors).
 
-The state of a client stays with the worker that hosts it (DESIGN.md §9: no server-side
+The state of a client stays with the worker that hosts it (docs/architecture.md §9: no server-side
 N × d tensors). Algorithms only ever see one client's dict, so how the store keeps the others
 is invisible to them:
 

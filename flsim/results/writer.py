@@ -1,4 +1,4 @@
-"""A run directory (DESIGN.md §7): resolved config, streamed metrics, summary, checkpoints.
+"""A run directory (docs/architecture.md §7): resolved config, streamed metrics, summary, checkpoints.
 
 Every file except the append-only ``metrics.jsonl`` is written atomically (temp file, then
 ``os.replace``), so a reader never sees a half-written summary or checkpoint. The summary
