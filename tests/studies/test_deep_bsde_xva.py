@@ -18,11 +18,13 @@ import flsim
 from flsim.config.errors import ConfigErrors
 from flsim.studies.deep_bsde_xva import (
     DeepBsdeXvaParams,
-    Paths,
     black_scholes_call,
     cva_closed_form,
     euler_states,
+    first_passage_probability,
     outer_cva,
+    simulate_assets,
+    simulate_paths,
 )
 
 S0, K, R, SIGMA, T = 100.0, 100.0, 0.05, 0.2, 1.0
@@ -117,16 +119,73 @@ def test_vectorised_euler_scheme_equals_the_step_by_step_loop():
     generator = torch.Generator().manual_seed(0)
     batch, steps, dt, growth = 7, 11, 0.09, 0.07
     increments = torch.randn(batch, steps, generator=generator, dtype=torch.float64) * math.sqrt(dt)
-    paths = Paths(torch.ones(batch, steps + 1, dtype=torch.float64), increments)
     forcing = torch.randn(batch, steps, generator=generator, dtype=torch.float64)
     controls = torch.randn(batch, steps, generator=generator, dtype=torch.float64)
     y0 = torch.tensor(1.3, dtype=torch.float64)
-    states = euler_states(y0, growth, forcing, controls, paths, dt)
+    states = euler_states(y0, growth, forcing, controls * increments, dt)
     y = y0.expand(batch)
     for n in range(steps):  # Y_{n+1} = Y_n − f Δt + Z ΔW with f = −growth·Y − forcing
         assert torch.allclose(states[:, n], y)
         y = y - (-growth * y - forcing[:, n]) * dt + controls[:, n] * increments[:, n]
     assert torch.allclose(states[:, -1], y)
+
+
+def _hitting_probability_by_quadrature(params: DeepBsdeXvaParams) -> float:
+    """∫₀ᵀ of the first-passage density of a drifted Brownian motion to level b < 0 (inverse Gaussian)."""
+    b, sigma = math.log(params.barrier), params.asset_volatility
+    nu = params.asset_drift - 0.5 * sigma**2
+
+    def density(t: float) -> float:
+        return (
+            -b / (sigma * math.sqrt(2 * math.pi * t**3)) * math.exp(-((b - nu * t) ** 2) / (2 * sigma**2 * t))
+        )
+
+    return quad(density, 0.0, params.maturity, limit=200)[0]
+
+
+def test_structural_default_probability_formula_and_the_tilted_sampler():
+    """The reflection formula, the Brownian-bridge default sampler (untilted) and the likelihood-ratio
+    weights of the tilted sampler all give the same P(τ ≤ T); a wrong-sign weight does not."""
+    params = DeepBsdeXvaParams(structural=True)
+    probability = first_passage_probability(params)
+    assert probability == pytest.approx(_hitting_probability_by_quadrature(params), rel=1e-7)
+    for barrier in (0.5, 0.8):
+        other = DeepBsdeXvaParams(barrier=barrier, asset_drift=-0.1, asset_volatility=0.3)
+        assert first_passage_probability(other) == pytest.approx(
+            _hitting_probability_by_quadrature(other), rel=1e-7
+        )
+    draws = 100_000
+    plain = simulate_assets(torch.Generator().manual_seed(1), params.model_copy(update={"tilt": 0.0}), draws)
+    frequency = float(plain.defaulted.double().mean())
+    assert abs(frequency - probability) < 4 * math.sqrt(
+        probability / draws
+    )  # bridge: no discrete-monitoring bias
+    tilted = simulate_assets(torch.Generator().manual_seed(2), params, draws)
+    assert float(tilted.defaulted.double().mean()) > 10 * probability  # defaults are common under Q̃
+    weighted = (torch.exp(tilted.log_weight) * tilted.defaulted).double()
+    se = float(weighted.std()) / math.sqrt(draws)
+    assert abs(float(weighted.mean()) - probability) < 4 * se
+    wrong = (torch.exp(-tilted.log_weight) * tilted.defaulted).double().mean()  # dQ̃/dQ instead of dQ/dQ̃
+    assert abs(float(wrong) - probability) > 100 * se
+
+
+def test_structural_cva_identity_with_exact_values_at_default():
+    """(1−R)E_Q[e^{−rτ}C(τ, S_τ)1{τ≤T}] = (1−R)·C·P(τ≤T) for assets independent of S, estimated on
+    tilted paths with the likelihood-ratio weights (default detected at the end of its step)."""
+    params = DeepBsdeXvaParams(structural=True)
+    generator = torch.Generator().manual_seed(3)
+    dt = T / params.steps
+    totals = []
+    for _ in range(3):
+        assets = simulate_assets(generator, params, 40_000)
+        paths = simulate_paths(generator, params, 40_000)
+        stop = assets.stop.numpy()
+        spot = paths.spot.numpy()[np.arange(40_000), stop]
+        value = black_scholes_call(spot, K, R, SIGMA, T - stop * dt) * np.exp(-R * stop * dt)
+        totals.append(0.6 * np.exp(assets.log_weight.numpy()) * assets.defaulted.numpy() * value)
+    per_path = np.concatenate(totals)
+    exact = 0.6 * black_scholes_call(S0, K, R, SIGMA, T) * first_passage_probability(params)
+    assert abs(per_path.mean() - exact) < 4 * per_path.std() / math.sqrt(len(per_path))
 
 
 REDUCED = [
