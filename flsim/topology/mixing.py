@@ -46,10 +46,10 @@ logger = logging.getLogger(__name__)
 SDP_SECONDS_BUDGET = 60.0
 #: The interior-point cost model: per iteration, the Schur complement's m³/3-flop Cholesky
 #: plus the n × n work (NT scalings, step lengths, corrector), times the 40-50 iterations
-#: FMMC takes on random geometric graphs (FDLA: 15-25). Fitted to CPU seconds, one BLAS
-#: thread, on the 2-core development machine: geometric graphs n = 300 (1900 edges, 51
-#: iterations, 13.2 s) and n = 400 (2657 edges, 41 iterations, 29.9 s), and the 500-node
-#: ring (0.47 s an iteration, nearly all n³).
+#: FMMC takes on random geometric graphs of 200-400 nodes (FDLA: 16). Fitted to CPU
+#: seconds, one BLAS thread, on the 2-core development machine: geometric graphs n = 300
+#: (1900 edges, 51 iterations, 13.2 s) and n = 400 (2657 edges, 41 iterations, 29.9 s),
+#: and the 500-node ring (0.47 s an iteration, nearly all n³).
 SDP_ITERATIONS = 50
 SDP_SECONDS_PER_EDGE_CUBED = 2.5e-11
 SDP_SECONDS_PER_NODE_CUBED = 3.7e-9

@@ -23,7 +23,7 @@ Profiled at n = 200 (1188 edges, FMMC): the former HKM version spent 49 of its 7
 three-operand einsums and dense BᵀXB products, and still stopped at its 100-iteration cap
 with a gap of 4e-4, its primal steps shrunk to 0.02-0.1 from a start far from the central
 path (X = I, s just above Metropolis' SLEM). Now: gathers, a centred start
-(:func:`_centred_start`) and NT directions; FMMC takes 40-50 iterations and FDLA 15-25 on
+(:func:`_centred_start`) and NT directions; FMMC takes 20-50 iterations and FDLA 13-16 on
 random geometric graphs, and ``python -m benchmarks.sdp_scaling`` prints the times next to
 the first-order method and cvxpy. ``mixing.predicted_sdp_seconds`` models them.
 cvxpy took 0.8-124 s at n = 100 with SCS (SLEM off by up to 5e-5 on the ring, 15 000
