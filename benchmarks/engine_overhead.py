@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 import flsim
-from flsim.engine.rng import torch_rng
+from flsim.rng import torch_rng
 from flsim.tasks import build_task
 
 SCENARIO = {

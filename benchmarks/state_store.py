@@ -32,8 +32,8 @@ from flsim.algorithms.base import AlgorithmConfig
 from flsim.algorithms.client import ClientContext
 from flsim.algorithms.scaffold import Scaffold
 from flsim.config.schema import ModelConfig
-from flsim.engine.rng import torch_rng
 from flsim.engine.state_store import ClientStateStore
+from flsim.rng import torch_rng
 from flsim.tasks.base import Shard
 from flsim.tasks.models import ModelInput, mlp
 

@@ -36,7 +36,7 @@ from flsim.compression.compressors import Compressor
 from flsim.compression.config import CompressorConfig, build_compressor
 from flsim.compression.wire import decode, transmit
 from flsim.config.errors import ConfigError
-from flsim.engine.rng import torch_rng
+from flsim.rng import torch_rng
 
 __all__ = ["CompressedConfig", "CompressedRoundAlgorithm", "ContractiveConfig"]
 

@@ -25,7 +25,7 @@ from pydantic import Field, PositiveInt
 
 from flsim.algorithms.base import REGISTRY, AlgorithmConfig
 from flsim.algorithms.dadao_ode import DadaoConstants, DadaoFlow
-from flsim.engine.rng import numpy_rng, torch_rng
+from flsim.rng import numpy_rng, torch_rng
 from flsim.tasks.base import Task
 
 if TYPE_CHECKING:

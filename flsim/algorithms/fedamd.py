@@ -20,7 +20,7 @@ from flsim.algorithms.base import (
     tensor_bytes,
 )
 from flsim.algorithms.client import Batch, ClientContext
-from flsim.engine.rng import numpy_rng
+from flsim.rng import numpy_rng
 
 
 class FedAMDConfig(AlgorithmConfig):

@@ -17,7 +17,7 @@ An unbiased compressor becomes contractive with δ = 1/(1+ω) once divided by 1+
 under error feedback.
 
 Randomness: no compressor touches global RNG state. Stochastic ones draw only from the
-``torch.Generator`` that the caller passes (typically ``flsim.engine.rng.torch_rng(seed,
+``torch.Generator`` that the caller passes (typically ``flsim.rng.torch_rng(seed,
 "compression", node, round)``), so the same generator seed gives bit-identical output.
 Deterministic ones accept ``generator=None``.
 """

@@ -30,10 +30,10 @@ from flsim.algorithms.base import Reply
 from flsim.backends.base import Backend
 from flsim.config.schema import Scenario
 from flsim.engine.events import EventQueue
-from flsim.engine.rng import numpy_rng
 from flsim.engine.simulation import RoundSimulation
 from flsim.progress import ProgressReporter
 from flsim.results.writer import RunWriter
+from flsim.rng import numpy_rng
 from flsim.tasks.base import Task
 
 

@@ -37,10 +37,10 @@ from flsim.algorithms.base import REGISTRY, parse_algorithm_config
 from flsim.algorithms.events import EventAlgorithm, EventConfig, SynchronousEventAlgorithm
 from flsim.config.schema import Scenario
 from flsim.engine.host import initial_model
-from flsim.engine.rng import numpy_rng
 from flsim.engine.simulation import Counters
 from flsim.progress import ProgressReporter
 from flsim.results.writer import RunWriter
+from flsim.rng import numpy_rng
 from flsim.tasks.base import Task
 from flsim.topology import (
     EdgeRates,

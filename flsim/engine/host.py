@@ -16,8 +16,8 @@ from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors, parse_algorith
 from flsim.algorithms.client import ClientContext
 from flsim.config.schema import Scenario
 from flsim.engine.channels import send_uplink, uplink_channel
-from flsim.engine.rng import torch_rng
 from flsim.engine.state_store import ClientStateStore
+from flsim.rng import torch_rng
 from flsim.tasks import build_task
 from flsim.tasks.base import Task
 

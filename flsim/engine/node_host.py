@@ -26,7 +26,7 @@ from flsim.algorithms.gossip import GossipAlgorithm
 from flsim.compression.config import build_compressor
 from flsim.config.schema import Scenario
 from flsim.engine.host import build_algorithm, configure_torch, initial_model
-from flsim.engine.rng import torch_rng
+from flsim.rng import torch_rng
 from flsim.tasks import build_task
 from flsim.tasks.base import Task
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flsim.engine.rng import numpy_rng
+from flsim.rng import numpy_rng
 
 
 def sample_clients(

@@ -17,7 +17,7 @@ from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors
 from flsim.config.schema import Scenario
 from flsim.engine.channels import DownlinkChannel
 from flsim.engine.host import build_algorithm, initial_model
-from flsim.engine.rng import torch_rng
+from flsim.rng import torch_rng
 from flsim.tasks import build_task
 from flsim.tasks.base import Task
 

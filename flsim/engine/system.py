@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from flsim.config.schema import SystemConfig
-from flsim.engine.rng import numpy_rng
+from flsim.rng import numpy_rng
 
 
 class SystemModel:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from flsim.engine.rng import numpy_rng, torch_rng
+from flsim.rng import numpy_rng, torch_rng
 
 if TYPE_CHECKING:
     import torch

@@ -2,7 +2,7 @@
 
 :func:`build_task` is the single entry point. It is a pure function of ``(cfg, seed)``:
 every Ray actor builds its own copy of the task and they must agree bit for bit, so all
-randomness comes from :func:`flsim.engine.rng.numpy_rng` streams with fixed purposes
+randomness comes from :func:`flsim.rng.numpy_rng` streams with fixed purposes
 (``"data"``, ``"data/shared"``, ``"split"``, ``"subsample"``, ``"partition"``), data is
 generated without BLAS, and each call creates fresh tensors and fresh modules.
 

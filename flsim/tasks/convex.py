@@ -22,7 +22,7 @@ from torch import Tensor
 
 from flsim.config.errors import ConfigError
 from flsim.config.schema import TaskConfig
-from flsim.engine.rng import numpy_rng
+from flsim.rng import numpy_rng
 from flsim.tasks.base import Shard, Task
 from flsim.tasks.common import round_significant, rowdot, split_evenly, to_tensor, warn_unused_partition
 from flsim.tasks.models import resolve_model_name

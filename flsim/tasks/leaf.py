@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from flsim.config.schema import TaskConfig
-from flsim.engine.rng import numpy_rng
+from flsim.rng import numpy_rng
 from flsim.tasks.base import Shard, Task
 from flsim.tasks.common import to_tensor, warn_unused_partition
 from flsim.tasks.models import ModelInput, build_model, resolve_model_name

@@ -26,7 +26,7 @@ import numpy as np
 
 from flsim.config.errors import ConfigError
 from flsim.config.schema import TaskConfig
-from flsim.engine.rng import numpy_rng
+from flsim.rng import numpy_rng
 from flsim.tasks.base import Shard, Task
 from flsim.tasks.common import to_tensor
 from flsim.tasks.models import MODELS, ModelInput, build_model, resolve_model_name

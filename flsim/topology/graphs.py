@@ -31,7 +31,7 @@ import yaml
 from flsim.config.errors import ConfigError
 from flsim.config.schema import MAX_CLIENTS
 from flsim.config.yamlsafe import load_file
-from flsim.engine.rng import numpy_rng
+from flsim.rng import numpy_rng
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from flsim.engine.rng import numpy_rng
+from flsim.rng import numpy_rng
 from flsim.topology.config import TopologyConfig
 from flsim.topology.graphs import build_graph, load_graph, validate_graph
 from flsim.topology.mixing import Mixing, check_row_stochastic, mixing_matrix

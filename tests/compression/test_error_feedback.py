@@ -25,7 +25,7 @@ from flsim.compression import (
     ef21_init,
     ef21_step,
 )
-from flsim.engine.rng import torch_rng
+from flsim.rng import torch_rng
 from tests.compression.least_squares import LeastSquares
 
 STEPS = 60

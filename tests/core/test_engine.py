@@ -7,9 +7,9 @@ import torch
 
 from flsim.config.schema import SystemConfig
 from flsim.engine.events import EventQueue
-from flsim.engine.rng import numpy_rng, torch_rng
 from flsim.engine.sampling import sample_clients
 from flsim.engine.system import SystemModel
+from flsim.rng import numpy_rng, torch_rng
 
 
 def test_events_pop_by_time_then_by_push_order():

@@ -35,3 +35,23 @@ def test_lazy_re_exports_resolve_every_public_name(package):
         assert getattr(module, name) is not None, name
     with pytest.raises(AttributeError, match="no_such_name"):
         module.no_such_name  # noqa: B018
+
+
+LOW_MODULES = ["flsim", "flsim.rng", "flsim.config.schema", "flsim.config.loading", "flsim.results.writer"]
+
+
+@pytest.mark.parametrize("module", LOW_MODULES)
+def test_a_low_module_does_not_load_the_layers_above_it(module):
+    above = ("flsim.api", "flsim.cli", "flsim.engine")
+    probe = f"import sys, {module}; print(sorted(m for m in {above!r} if m in sys.modules))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_package_still_re_exports_the_api():
+    import flsim
+    from flsim import api
+
+    assert flsim.run is api.run and flsim.RunResult is api.RunResult

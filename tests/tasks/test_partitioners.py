@@ -7,7 +7,7 @@ import pytest
 
 from flsim.config.errors import ConfigError
 from flsim.config.schema import PartitionConfig
-from flsim.engine.rng import numpy_rng
+from flsim.rng import numpy_rng
 from flsim.tasks import PARTITIONERS
 from flsim.tasks.partition import partition
 
