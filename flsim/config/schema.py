@@ -8,9 +8,17 @@ named algorithm registers (see :func:`flsim.config.loading.resolve_algorithm`).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from flsim.compression.config import CompressionConfig
 from flsim.topology.config import TopologyConfig
@@ -18,6 +26,8 @@ from flsim.topology.config import TopologyConfig
 DatasetName = Literal["digits", "linreg", "logreg", "synthetic_leaf", "mnist_idx", "cifar10"]
 PartitionKind = Literal["iid", "dirichlet", "shards", "quantity_skew"]
 ModelName = Literal["linear", "logreg", "mlp", "cnn"]
+#: A scenario tag: short and free of separators, so it reads as one word in a legend.
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:=+\-]+$")]
 
 #: Most clients (or gossip nodes) a scenario may have: every run holds per-client data and
 #: state in one process, so more than this is a typo (``num_clients: 1e30``), not a plan.
@@ -172,6 +182,12 @@ class Scenario(Strict):
     time: Literal["virtual", "wall"] = "virtual"
     wall: WallConfig = Field(default_factory=WallConfig)
     study: dict[str, Any] = Field(default_factory=dict)
+    tags: list[Tag] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Labels carried into summary.json, reports and the dashboard.",
+    )
+    notes: str = Field("", max_length=2000, description="Free text carried into summary.json and the report.")
 
     @field_validator("algorithm", "study")
     @classmethod

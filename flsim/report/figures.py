@@ -285,26 +285,36 @@ def _band_traces(
     return traces
 
 
-def band_groups(df: pd.DataFrame) -> dict[tuple[str, str], list[str]]:
-    """(scenario, algorithm) groups that have runs with at least two distinct seeds."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for (scenario, algorithm), rows in df.groupby(["scenario", "algorithm"], sort=True):
+def band_groups(df: pd.DataFrame, names: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Runs that differ only in their seed (one ``config_hash``), where there are at least two seeds.
+
+    Keyed by the group's name: ``names`` maps a config hash to a readable one (see
+    :func:`flsim.report.html.seed_group_names`); without it the name is scenario and
+    algorithm, plus the hash where that pair has several configs. Runs whose configs differ
+    in anything else are never pooled into one band.
+    """
+    groups: dict[str, list[str]] = {}
+    hashes = df.groupby(["scenario", "algorithm"])["config_hash"].nunique()
+    keys = ["scenario", "algorithm", "config_hash"]
+    for (scenario, algorithm, digest), rows in df.groupby(keys, sort=True):
         if rows["seed"].nunique() >= 2:
-            groups[(str(scenario), str(algorithm))] = list(dict.fromkeys(rows["run_dir"]))
+            name = f"{scenario} / {algorithm}"
+            name += f" [{digest}]" if hashes[(scenario, algorithm)] > 1 else ""
+            groups[(names or {}).get(str(digest), name)] = list(dict.fromkeys(rows["run_dir"]))
     return groups
 
 
-def band_figure(df: pd.DataFrame) -> Figure | None:
-    """Median and interquartile range over seeds against round, one band per (scenario, algorithm)."""
-    groups = band_groups(df)
+def band_figure(df: pd.DataFrame, names: dict[str, str] | None = None) -> Figure | None:
+    """Median and interquartile range over seeds against round, one band per configuration."""
+    groups = band_groups(df, names)
     metrics = [p for p in PANELS if p.column in BAND_METRICS and has_data(df, p.column)]
     if not groups or not metrics:
         return None
     layout = subplot_layout([p.title for p in metrics], ["round"] * len(metrics), "", spacing=0.08)
     curves = {p.column: run_curves(df, "round", p.column) for p in metrics}
     traces = []
-    for g, ((scenario, algorithm), run_dirs) in enumerate(groups.items()):
-        label = f"{scenario} / {algorithm} (n={len(run_dirs)})"
+    for g, (name, run_dirs) in enumerate(groups.items()):
+        label = f"{name} (n={len(run_dirs)})"
         first = True
         for col, panel in enumerate(metrics, start=1):
             stats = aggregate_curves(curves[panel.column], run_dirs, "median", "iqr")
@@ -315,7 +325,7 @@ def band_figure(df: pd.DataFrame) -> Figure | None:
             if panel.log_y:
                 layout[f"yaxis{_axis_suffix(col)}"]["type"] = "log"
     layout.update(
-        title={"text": "Median and interquartile range across seeds, by scenario and algorithm"},
+        title={"text": "Median and interquartile range across seeds, by configuration"},
         height=420,
         legend={"groupclick": "togglegroup"},
         meta={"flsim_panel": "seed_bands"},
@@ -323,13 +333,16 @@ def band_figure(df: pd.DataFrame) -> Figure | None:
     return {"data": traces, "layout": layout}
 
 
-def default_figures(df: pd.DataFrame) -> dict[str, Figure]:
-    """The default report's figures: one per metric in :data:`PANELS`, then ``seed_bands``."""
+def default_figures(df: pd.DataFrame, names: dict[str, str] | None = None) -> dict[str, Figure]:
+    """The default report's figures: one per metric in :data:`PANELS`, then ``seed_bands``.
+
+    ``names`` (config hash → group name) labels the seed bands; see :func:`band_groups`.
+    """
     if df.empty:
         return {}
     runs = ordered_runs(df)
     figures = {p.column: metric_figure(df, runs, p) for p in PANELS if has_data(df, p.column)}
-    bands = band_figure(df)
+    bands = band_figure(df, names)
     if bands is not None:
         figures["seed_bands"] = bands
     return figures

@@ -66,7 +66,7 @@ class NoRunsError(ValueError):
 
 #: Config keys never shown as differences: identity columns already in the table, or noise.
 _DIFF_SKIP_PREFIXES = ("versions.", "output.")
-_DIFF_SKIP_KEYS = {"name", "seed", "algorithm.name"}
+_DIFF_SKIP_KEYS = {"name", "seed", "algorithm.name", "tags", "notes"}
 
 #: Final metrics shown in the run table when a run reports them, in display order.
 _RUN_TABLE_METRICS = [
@@ -133,6 +133,24 @@ def config_differences(run_dirs: list[str], configs: dict[str, dict[str, Any]]) 
     return out
 
 
+def seed_group_names(runs: pd.DataFrame, configs: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Config hash → readable group name: scenario / algorithm and what sets the group apart.
+
+    A group is the runs whose resolved configs agree on everything but the seed, so only
+    seeds are ever pooled. Where two groups would read alike (they differ in a key the
+    differences leave out) the hash is appended.
+    """
+    reps = runs.drop_duplicates("config_hash")
+    diffs = config_differences(reps["run_dir"].tolist(), configs)
+    names = {
+        str(row.config_hash): f"{row.scenario} / {row.algorithm}" + (f" {diff}" if diff else "")
+        for row, diff in zip(reps.itertuples(index=False), diffs, strict=True)
+    }
+    if len(set(names.values())) < len(names):
+        names = {digest: f"{name} [{digest}]" for digest, name in names.items()}
+    return names
+
+
 def gossip_matrix_kind(summary: dict[str, Any]) -> str | None:
     """``row-stochastic only`` or ``doubly stochastic`` from a run's ``summary.json`` topology.
 
@@ -165,7 +183,9 @@ def summarize_runs(
     if base.empty:
         return pd.DataFrame(columns=["scenario", "algorithm", "seed", "run_id", "status", "run_dir"])
     base = base.reset_index(drop=True)
-    out = base[["scenario", "algorithm", "seed", "run_id", "status"]].copy()
+    labels = [c for c in ("config_hash", "tags", "notes") if c in base.columns]
+    out = base[["scenario", "algorithm", "seed", "run_id", "status", *labels]].copy()
+    out = out.drop(columns=[c for c in ("tags", "notes") if c in out and not out[c].astype(bool).any()])
     run_dirs = base["run_dir"].tolist()
     if configs is not None:
         out["differs"] = config_differences(run_dirs, configs)
@@ -188,7 +208,7 @@ def summarize_runs(
     summary = pd.concat([out, final.reset_index(drop=True)], axis=1)
     summary["run_dir"] = run_dirs
     # Drop columns no run reports (e.g. accuracy on a regression task), never the identity ones.
-    identity = {"scenario", "algorithm", "seed", "run_id", "status", "run_dir", "differs"}
+    identity = {"scenario", "algorithm", "seed", "run_id", "status", "config_hash", "run_dir", "differs"}
     empty = [c for c in summary.columns if c not in identity and summary[c].isna().all()]
     summary = summary.drop(columns=empty)
     return summary.sort_values(["scenario", "algorithm", "seed", "run_id"], na_position="last").reset_index(
@@ -422,7 +442,8 @@ def _runs_section(summary: pd.DataFrame, extra_note: str = "") -> list[str]:
 
 def _default_body(results: Results) -> list[str]:
     df = results.metrics
-    figures = default_figures(df)
+    names = seed_group_names(results.runs, results.configs)
+    figures = default_figures(df, names)
     summary = summarize_runs(df, results.runs, results.configs, summaries=results.summaries)
     parts = [
         f'<p class="note">{len(summary)} run(s). Click a legend entry to hide a run in all panels of a '
@@ -430,17 +451,16 @@ def _default_body(results: Results) -> list[str]:
         "seeds into median curves with bands.</p>",
         *_runs_section(summary),
     ]
-    if not summary.empty and summary.groupby(["scenario", "algorithm"]).size().max() >= 2:
+    groups = summary.set_index("run_dir")["config_hash"].map(names) if not summary.empty else summary
+    if not summary.empty and groups.value_counts().max() >= 2:
         finals = [c for c in ("final_test_acc", "best_test_acc", "final_test_loss") if c in summary]
         finals += [c for c in ("final_optimality_gap",) if c in summary]
-        per_run = summary.set_index("run_dir")[finals]
-        groups = (summary["scenario"].astype(str) + " / " + summary["algorithm"].astype(str)).set_axis(
-            summary["run_dir"]
-        )
-        table = aggregate.summarize_groups(per_run, groups)
+        table = aggregate.summarize_groups(summary.set_index("run_dir")[finals], groups)
         parts += [
-            "<h2>By scenario and algorithm</h2>",
-            '<p class="note">Median [25th, 75th percentile] over the runs of each group.</p>',
+            "<h2>By configuration (seeds pooled)</h2>",
+            '<p class="note">Median [25th, 75th percentile] over the seeds of each configuration: runs '
+            "are pooled only when their resolved configs differ in nothing but the seed (same "
+            "<code>config_hash</code>). A spec (<code>--spec</code>) can group otherwise.</p>",
             _group_table_html(table, finals, "flsim-groups", ["runs"]),
         ]
     if not figures and df.empty:  # study runs plot their own figures (the Studies section)

@@ -29,6 +29,7 @@ import pyarrow as pa
 from flsim.config.bounds import INT64_MAX
 from flsim.config.errors import ConfigError, clip, echo
 from flsim.config.yamlsafe import load_file
+from flsim.results.writer import config_hash
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,9 @@ RUN_COLUMNS: list[str] = [
     "seed",
     "run_id",
     "status",
+    "config_hash",
+    "tags",
+    "notes",
     "dataset",
     "partition",
     "alpha",
@@ -278,6 +282,13 @@ def _checked_text(run_dir: Path, summary: dict[str, Any], key: str) -> None:
         raise DamagedRun(f"{run_dir}: summary {key} {echo(value)} is not a scalar")
 
 
+def _labels(run_dir: Path, tags: Any) -> str:
+    """A run's tags as one comma-separated cell (a list does not fit a table column)."""
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise DamagedRun(f"{run_dir}: tags {echo(tags)} are not a list of strings")
+    return ", ".join(tags)
+
+
 def _info(run_dir: Path, config: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     algorithm = config.get("algorithm")
     algo_name = algorithm.get("name") if isinstance(algorithm, dict) else algorithm
@@ -290,6 +301,9 @@ def _info(run_dir: Path, config: dict[str, Any], summary: dict[str, Any]) -> dic
         "seed": seed,
         "run_id": str(_first(summary.get("run_id"), run_dir.name)),
         "status": str(_first(summary.get("status"), "unknown")),
+        "config_hash": config_hash(config),
+        "tags": _labels(run_dir, _first(config.get("tags"), summary.get("tags"), [])),
+        "notes": str(_first(config.get("notes"), summary.get("notes"), "")),
         "dataset": _get(config, "task", "dataset"),
         "partition": _get(config, "task", "partition", "kind"),
         "alpha": _get(config, "task", "partition", "alpha"),

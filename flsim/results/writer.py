@@ -99,10 +99,32 @@ def _divergence(row: dict[str, Any]) -> RunDiverged | None:
     return None
 
 
-def config_identity(config: dict[str, Any], seed: int) -> dict[str, Any]:
-    """What ties a checkpoint to its run: the resolved config's hash and the seed."""
+#: Scenario keys that label a run without changing what it computes.
+LABEL_KEYS = ("tags", "notes")
+#: Keys left out of :func:`config_hash`: the seed, the labels, where results go, and versions.
+_NOT_HASHED = ("seed", "output", "versions", *LABEL_KEYS)
+
+
+def _sha256(config: dict[str, Any]) -> str:
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return {"config_sha256": hashlib.sha256(canonical.encode()).hexdigest(), "seed": seed}
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def config_identity(config: dict[str, Any], seed: int) -> dict[str, Any]:
+    """What ties a checkpoint to its run: the resolved config's hash and the seed.
+
+    Tags and notes are left out: editing a run's description must not orphan its checkpoint.
+    """
+    return {"config_sha256": _sha256({k: v for k, v in config.items() if k not in LABEL_KEYS}), "seed": seed}
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """12 hex digits naming a resolved config up to its seed.
+
+    Runs that share it differ only in their seed (and labels or output folder), so they are
+    exactly the runs a report may pool as seeds of one configuration.
+    """
+    return _sha256({k: v for k, v in config.items() if k not in _NOT_HASHED})[:12]
 
 
 def _describe_identity(identity: Any) -> str:
