@@ -167,6 +167,10 @@ def run(
         scenario = load_scenario(config, overrides)
     scenario = _apply_cli_backend(scenario, backend, address)
     task = _prepare_task(scenario)  # an infeasible partition is a ConfigError: no directory yet
+    if scenario.backend.kind == "ray":  # a wrong address is a ConfigError: no directory either
+        from flsim.backends.ray_backend import check_ray_address
+
+        check_ray_address(scenario.backend.address, scenario.backend.connect_timeout_s)
     target = _explicit_run_dir(run_dir) if run_dir is not None else new_run_dir(scenario)
     config_data = resolved_config(scenario)
     writer = RunWriter(target, config_identity(config_data, scenario.seed))

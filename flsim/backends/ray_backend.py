@@ -33,6 +33,7 @@ from typing import Any
 
 from flsim.algorithms.base import Reply, Tensors
 from flsim.backends.base import Backend, WorkerLost
+from flsim.config.errors import ConfigError, clip
 from flsim.config.schema import Scenario
 
 log = logging.getLogger("flsim.ray")
@@ -215,7 +216,64 @@ def _session_key(cpus: float) -> tuple[str, float]:
     return (ray.get_runtime_context().get_job_id(), cpus)
 
 
-def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
+#: What to check when nobody answers at the address.
+_ADDRESS_HINT = "check the address (`ray start --head` prints it; `ray status` on the head confirms it)"
+#: What to check when the head answers but joining fails: in practice, token auth.
+_AUTH_HINT = (
+    "the cluster uses token auth: set RAY_AUTH_MODE=token (the token is in ~/.ray/auth_token on the head, "
+    "or pass RAY_AUTH_TOKEN)"
+)
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of ``host:port`` or ``ray://host:port``; ``None`` for ``auto``/``local``."""
+    text = address.removeprefix("ray://")
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def check_ray_address(address: str | None, timeout_s: float) -> None:
+    """Fail fast on an address nobody listens at, before a run directory or a Ray session exists.
+
+    ``ray.init`` retries an unreachable GCS for minutes; one TCP connect bounded by
+    ``backend.connect_timeout_s`` answers the common mistakes (wrong host, wrong port) at once.
+    """
+    import socket
+
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    target = _host_port(address) if address else None
+    if target is None:
+        return
+    try:
+        socket.create_connection(target, timeout=timeout_s).close()
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
+        raise ConfigError(
+            "backend.address",
+            address,
+            f"cannot be reached within {timeout_s:g} s ({reason}): {_ADDRESS_HINT}",
+        ) from None
+    if not address.startswith("ray://"):
+        _check_gcs_auth(address)
+
+
+def _check_gcs_auth(address: str) -> None:
+    """Ask the head's GCS for its cluster id once: a token mismatch shows in under a second.
+
+    ``ray.init`` would retry the same refused request for about 20 s, logging each attempt.
+    """
+    from ray._raylet import GcsClient
+    from ray.exceptions import AuthenticationError
+
+    try:
+        GcsClient(address=address)
+    except AuthenticationError:
+        raise ConfigError("backend.address", address, f"refused the connection: {_AUTH_HINT}") from None
+
+
+def init_ray(address: str | None, num_cpus: int | None = None, connect_timeout_s: float = 30.0) -> bool:
     """Join ``address`` or start a quiet local instance; returns whether we started it.
 
     A session that already exists (a test module's) is reused. Without ``address``, the
@@ -237,7 +295,13 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> bool:
         "configure_logging": True,
     }
     if address:
-        ray.init(address=address, **kwargs)
+        check_ray_address(address, connect_timeout_s)
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError, TimeoutError) as exc:  # e.g. a token-auth cluster
+            raise ConfigError(
+                "backend.address", address, f"could not join ({clip(str(exc), 160)}): {_AUTH_HINT}"
+            ) from None
     else:
         # "local": always a fresh instance, never a cluster some other process started here.
         ray.init(address="local", num_cpus=num_cpus, **kwargs)
@@ -310,7 +374,9 @@ class _RayPool:
         import ray
         from ray.exceptions import GetTimeoutError, RayActorError
 
-        self._owns_ray = init_ray(self.scenario.backend.address)
+        self._owns_ray = init_ray(
+            self.scenario.backend.address, connect_timeout_s=self.scenario.backend.connect_timeout_s
+        )
         size = self._size()
         n = self.scenario.task.num_clients
         self.assignment = [[c for c in range(n) if c % size == a] for a in range(size)]

@@ -124,6 +124,9 @@ class BackendConfig(Strict):
     startup_timeout_s: float = Field(
         600.0, gt=0, description="Upper bound on starting and configuring the actors of a run."
     )
+    connect_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="Upper bound on reaching and joining the Ray cluster at address."
+    )
     max_recoveries: int = Field(3, ge=0, description="Lost workers tolerated before the run fails.")
     state_memory_mb: float | None = Field(
         None,
