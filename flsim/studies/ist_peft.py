@@ -26,8 +26,9 @@ factor 0.25, learning rate 10, interval 10 steps, batch 16. LoRA α = 2r is the 
 repository's defaults (r = 8, α = 16) and of its README example (r = 32, α = 64); A starts
 Kaiming-uniform and B at 0, as in PEFT.
 
-**The setup.** An 8-block residual MLP (x ← x + W₂ relu(W₁x)) is pre-trained on load_digits.
-Ground truth is planted by re-initialising blocks 2 and 6 (0-based). LoRA of rank 4 is attached
+**The setup.** An 8-block residual MLP (x ← x + W₂ relu(W₁x), width 64, PyTorch's default
+uniform init) is pre-trained with Adam on load_digits (80/20 split). Ground truth is planted by
+re-initialising blocks 2 and 6 (0-based) with He-normal weights. LoRA of rank 4 is attached
 to both linear maps of every block, with everything else frozen, and trained for 600 steps with
 K = 2, by IST, by random-K (K blocks uniformly at random each step: the repository's random
 sparse tuning baseline) and by full LoRA (all 8 blocks every step). Criteria, over 5 seeds:
@@ -42,6 +43,13 @@ Deviations from the project's study list, and why:
   without replacement with sigmoid weights (updates ∝ sigmoid(−s), suppression ∝ sigmoid(s)),
   suppression by a factor 0.25 rather than zeroing, reward exp(−loss) with the trials' mean as
   baseline, and an additive policy-gradient-like step scaled by σ'(s) rather than an EMA.
+* The list says only "re-initialise". Re-drawing the planted blocks from the pre-training init
+  (U(±1/√fan_in)) barely damages the net: test accuracy fell by 2–5 points (seeds 0, 1), and
+  after full-LoRA fine-tuning, suppressing any single layer's adapters changed the training
+  loss by at most 0.012 with no preference for blocks 2 and 6, so nothing was planted to find.
+  He-normal weights (std √(2/fan_in), the ReLU initialisation) cost 22–48 points, and the same
+  ablation then singles out block 2 in most seeds; that is the plant used here. The ablation is
+  reported per seed (``ablation_per_seed``) so the ground truth can be checked in every run.
 * The official run uses AdamW with 100 warm-up steps and LoRA dropout 0.05; this toy uses AdamW
   at a constant learning rate without dropout (600 steps leave little room for a warm-up and the
   data are tiny). Frozen layers keep their optimiser state and receive no update (no gradient),
