@@ -88,6 +88,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from flsim.algorithms import REGISTRY
     from flsim.tasks import DATASETS, MODELS, PARTITIONERS
 
+    if args.details is not None:
+        return _list_details(args.details or None, args.json)
+
     listing = {
         "algorithms": sorted(REGISTRY),
         "datasets": sorted(DATASETS),
@@ -99,6 +102,32 @@ def _cmd_list(args: argparse.Namespace) -> int:
     else:
         for kind, names in listing.items():
             print(f"{kind}: {', '.join(names)}")
+    return EXIT_OK
+
+
+def _list_details(name: str | None, as_json: bool) -> int:
+    """``list --details [NAME]``: typed parameters, defaults and descriptions from the models."""
+    from flsim.config.describe import details, format_details
+
+    listing = details(name)
+    if not listing:
+        raise ConfigError("list --details", name, "is no registered algorithm, dataset or study")
+    print(json.dumps(listing, indent=2, default=str) if as_json else format_details(listing).rstrip())
+    return EXIT_OK
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    """``flsim schema``: the scenario format as JSON Schema, for editors (see the README)."""
+    from flsim.config.describe import scenario_schema
+
+    text = json.dumps(scenario_schema(), indent=2) + "\n"
+    if args.output:
+        from flsim.results.writer import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.output), text.encode())
+        print(args.output)
+    else:
+        print(text, end="")
     return EXIT_OK
 
 
@@ -158,7 +187,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = sub.add_parser("list", help="registered algorithms, datasets, models, partitioners")
     listing.add_argument("--json", action="store_true")
+    listing.add_argument(
+        "--details",
+        nargs="?",
+        const="",
+        metavar="NAME",
+        help="typed parameters with defaults and descriptions (all, or one algorithm, dataset or study)",
+    )
     listing.set_defaults(func=_cmd_list)
+
+    schema = sub.add_parser("schema", help="JSON Schema of the scenario format (for editors)")
+    schema.add_argument("--output", metavar="FILE", help="write it here instead of to stdout")
+    schema.set_defaults(func=_cmd_schema)
 
     sweep = sub.add_parser("sweep", help="run a grid of scenarios x seeds")
     sweep.add_argument("file", help="sweep YAML file")
