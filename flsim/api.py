@@ -17,7 +17,7 @@ from flsim.config.loading import load_scenario, read_yaml
 from flsim.config.schema import Scenario
 from flsim.progress import ProgressReporter
 from flsim.results.integrity import check_resumable
-from flsim.results.writer import CONFIG, RunDiverged, RunWriter, config_identity
+from flsim.results.writer import CONFIG, RunDiverged, RunWriter, config_hash, config_identity
 
 log = logging.getLogger("flsim")
 
@@ -231,6 +231,9 @@ def _execute(scenario: Scenario, writer: RunWriter, progress: str, resumed: bool
         else scenario.study.get("name"),
         "seed": scenario.seed,
         "backend": scenario.backend.kind,
+        "config_hash": config_hash(resolved_config(scenario)),
+        "tags": scenario.tags,
+        "notes": scenario.notes,
     }
     writer.write_summary({**base_summary, "status": "running"})
     backend = None

@@ -132,17 +132,31 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from flsim.sweep import run_sweep
+    from flsim.sweep import plan_sweep, run_sweep
 
+    if args.dry_run:
+        _spec, root, runs, todo = plan_sweep(args.file, args.output_dir, args.override)
+        for run in runs:
+            print(f"{'run' if run in todo else 'skip':<5} {root / run.label}")
+        print(f"{len(todo)} to run, {len(runs) - len(todo)} already completed (skipped)")
+        return EXIT_OK
     backend = "ray" if args.address else (args.backend or "local")
     outcomes = run_sweep(
-        args.file, backend=backend, address=args.address, output_dir=args.output_dir, progress=args.progress
+        args.file,
+        backend=backend,
+        address=args.address,
+        output_dir=args.output_dir,
+        progress=args.progress,
+        overrides=args.override,
     )
     for outcome in outcomes:
-        line = f"{outcome.status:<10} {outcome.run_dir}"
+        status = "skipped" if outcome.skipped else outcome.status
+        line = f"{status:<10} {outcome.run_dir}"
         print(line if outcome.error is None else f"{line}  ({outcome.error})")
     failed = sum(o.status != "completed" for o in outcomes)
-    print(f"{len(outcomes) - failed} completed, {failed} failed")
+    skipped = sum(o.skipped for o in outcomes)
+    done = len(outcomes) - failed - skipped
+    print(f"{done} completed, {failed} failed, {skipped} skipped (already completed)")
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -205,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--backend", choices=["local", "ray"], help="ray: runs become parallel Ray tasks")
     sweep.add_argument("--address", help="Ray cluster address to join (implies --backend ray)")
     sweep.add_argument("--output-dir", help="results root (default: the base scenario's output.dir)")
+    sweep.add_argument(
+        "-o", "--override", action="append", default=[], metavar="KEY=VALUE", help="sets a base scenario key"
+    )
+    sweep.add_argument("--dry-run", action="store_true", help="list the runs and which are done; run none")
     sweep.add_argument("--progress", choices=["auto", "bar", "lines", "off"], default="auto")
     sweep.set_defaults(func=_cmd_sweep)
 

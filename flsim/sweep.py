@@ -15,7 +15,11 @@ A sweep file has one top-level ``sweep`` mapping::
 Every expanded scenario is validated before the first run starts, so a typo in one variant
 fails the whole sweep up front (exit 2) instead of after an hour. A run that fails at run
 time is reported and does not stop its siblings. Re-running a sweep skips runs whose
-directory already says ``completed``.
+directory already says ``completed``, and says how many it skipped.
+
+A run's label, which is its folder, its ``run_id`` and its name in reports, is built from its
+variant, its grid values and its seed (``fedavg-alpha0.1-s0``); the last part of each dotted
+grid key is used unless two keys share it, then enough of the key to tell them apart.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ class SweepOutcome:
     run_dir: Path
     status: str
     error: str | None = None
+    skipped: bool = False
 
 
 def _format_value(value: Any) -> str:
@@ -70,8 +75,27 @@ def _format_value(value: Any) -> str:
     return str(value).replace("/", "_").replace(" ", "")
 
 
-def expand_sweep(path: str | Path) -> tuple[SweepSpec, list[SweepRun]]:
-    """Every (variant, grid point, seed) as a validated raw scenario, in a stable order."""
+def _key_names(keys: list[str]) -> list[str]:
+    """The shortest dotted-key suffixes that tell grid keys apart: ``alpha``, not ``task.partition.alpha``."""
+    for depth in range(1, max((k.count(".") for k in keys), default=0) + 2):
+        names = [".".join(k.split(".")[-depth:]) for k in keys]
+        if len(set(names)) == len(names):
+            return names
+    return keys
+
+
+def _label(variant: str, names: list[str], point: tuple[Any, ...], seed: int) -> str:
+    """``fedavg-alpha0.1-s0``: readable in a legend, safe as a folder name."""
+    grid_part = "-".join(f"{name}{_format_value(v)}" for name, v in zip(names, point, strict=True))
+    return "-".join(p for p in (variant, grid_part, f"s{seed}") if p)
+
+
+def expand_sweep(path: str | Path, overrides: list[str] | None = None) -> tuple[SweepSpec, list[SweepRun]]:
+    """Every (variant, grid point, seed) as a validated raw scenario, in a stable order.
+
+    ``overrides`` (``-o key=value``) apply to the base scenario; variants and grid values win
+    over them, so an override never silently collapses two runs of the grid into one.
+    """
     path = Path(path)
     raw = read_yaml(path)
     if set(raw) != {"sweep"}:
@@ -81,7 +105,9 @@ def expand_sweep(path: str | Path) -> tuple[SweepSpec, list[SweepRun]]:
     except ValidationError as exc:
         raise _errors_from_validation(exc, prefix="sweep") from None
     base = read_yaml(path.parent / spec.base) if isinstance(spec.base, str) else spec.base
+    base = apply_overrides(base, overrides or [])
     keys = list(spec.grid)
+    names = _key_names(keys)
     runs = []
     for variant, changes in spec.variants.items():
         for point in itertools.product(*(spec.grid[k] for k in keys)):
@@ -89,29 +115,44 @@ def expand_sweep(path: str | Path) -> tuple[SweepSpec, list[SweepRun]]:
                 scenario = dict(base)
                 if "algorithm" in changes:
                     scenario["algorithm"] = changes["algorithm"]
-                overrides = [f"{k}={json.dumps(v)}" for k, v in changes.items() if k != "algorithm"]
-                overrides += [f"{k}={json.dumps(v)}" for k, v in zip(keys, point, strict=True)]
-                overrides += [f"seed={seed}", f"name={spec.name}"]
-                scenario = apply_overrides(scenario, overrides)
-                grid_part = "-".join(
-                    f"{k.rsplit('.', 1)[-1]}={_format_value(v)}" for k, v in zip(keys, point, strict=True)
-                )
-                label = "-".join(p for p in (variant, grid_part, f"s{seed}") if p)
+                run_overrides = [f"{k}={json.dumps(v)}" for k, v in changes.items() if k != "algorithm"]
+                run_overrides += [f"{k}={json.dumps(v)}" for k, v in zip(keys, point, strict=True)]
+                run_overrides += [f"seed={seed}", f"name={spec.name}"]
+                scenario = apply_overrides(scenario, run_overrides)
+                label = _label(variant, names, point, seed)
                 try:
                     load_scenario(scenario)
                 except (ConfigError, ConfigErrors) as exc:
                     raise ConfigError(f"sweep.variants.{variant}", label, f"invalid run: {exc}") from None
                 runs.append(SweepRun(label, scenario))
+    _check_unique(runs)
     return spec, runs
 
 
-def _run_to_files(scenario: dict[str, Any], backend: str | None) -> tuple[str, dict[str, bytes], str | None]:
-    """Run one scenario in a scratch directory and return its files (works on any node)."""
+def _check_unique(runs: list[SweepRun]) -> None:
+    """Two runs with one label would share a folder: the second would overwrite the first."""
+    seen: set[str] = set()
+    for run in runs:
+        if run.label in seen:
+            raise ConfigError(
+                "sweep.grid", run.label, "two runs get this label; make the grid values distinct"
+            )
+        seen.add(run.label)
+
+
+def _run_to_files(
+    scenario: dict[str, Any], backend: str | None, label: str = "run"
+) -> tuple[str, dict[str, bytes], str | None]:
+    """Run one scenario in a scratch directory and return its files (works on any node).
+
+    The scratch folder is named after the run's label: the engine takes a run's id from its
+    folder, and the id is what tells sweep runs apart in reports and the dashboard.
+    """
     from flsim.api import run
     from flsim.results.writer import RunDiverged
 
     with tempfile.TemporaryDirectory(prefix="flsim-sweep-") as scratch:
-        run_dir = Path(scratch) / "run"
+        run_dir = Path(scratch) / label
         error, status = None, "completed"
         try:
             run(scenario, run_dir=run_dir, backend=backend)
@@ -139,6 +180,16 @@ def _already_completed(run_dir: Path) -> bool:
     return summary.exists() and json.loads(summary.read_text()).get("status") == "completed"
 
 
+def plan_sweep(
+    path: str | Path, output_dir: str | Path | None = None, overrides: list[str] | None = None
+) -> tuple[SweepSpec, Path, list[SweepRun], list[SweepRun]]:
+    """The sweep's spec, results folder, every run, and the runs still to do (``--dry-run``)."""
+    spec, runs = expand_sweep(path, overrides)
+    root = Path(output_dir) if output_dir else Path(load_scenario(runs[0].scenario).output.dir)
+    root = root / spec.name
+    return spec, root, runs, [r for r in runs if not _already_completed(root / r.label)]
+
+
 def run_sweep(
     path: str | Path,
     *,
@@ -146,15 +197,17 @@ def run_sweep(
     address: str | None = None,
     output_dir: str | Path | None = None,
     progress: str = "off",
+    overrides: list[str] | None = None,
 ) -> list[SweepOutcome]:
     """Run every expanded scenario; ``backend: ray`` runs them as parallel Ray tasks."""
     from flsim.progress import ProgressReporter
 
-    spec, runs = expand_sweep(path)
-    root = Path(output_dir) if output_dir else Path(load_scenario(runs[0].scenario).output.dir)
-    root = root / spec.name
-    todo = [r for r in runs if not _already_completed(root / r.label)]
-    outcomes = [SweepOutcome(r.label, root / r.label, "completed") for r in runs if r not in todo]
+    spec, root, runs, todo = plan_sweep(path, output_dir, overrides)
+    outcomes = [
+        SweepOutcome(r.label, root / r.label, "completed", skipped=True) for r in runs if r not in todo
+    ]
+    if outcomes:
+        log.info("skipped %d of %d runs: already completed under %s", len(outcomes), len(runs), root)
     reporter = ProgressReporter(f"sweep {spec.name}", progress)
     reporter.start(len(runs), len(outcomes))
 
@@ -171,7 +224,7 @@ def run_sweep(
         _run_on_ray(todo, address, finished)
     else:
         for run_spec in todo:
-            finished(run_spec, _run_to_files(run_spec.scenario, "local"))
+            finished(run_spec, _run_to_files(run_spec.scenario, "local", run_spec.label))
     reporter.stop()
     order = {r.label: i for i, r in enumerate(runs)}
     return sorted(outcomes, key=lambda o: order[o.label])
@@ -187,7 +240,7 @@ def _run_on_ray(todo: list[SweepRun], address: str | None, finished: Any) -> Non
     release_idle_workers()  # pooled actors would hold the CPUs the run tasks need
     try:
         remote = ray.remote(num_cpus=1, max_retries=1)(_run_to_files)
-        refs = {remote.remote(r.scenario, "local"): r for r in todo}
+        refs = {remote.remote(r.scenario, "local", r.label): r for r in todo}
         pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
