@@ -13,7 +13,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[ray,dashboard,dev]'
+	$(PY) -m pip install --quiet -e '.[ray,dashboard,export,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -168,10 +168,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from flsim.dashboard.cli import deprecated_output
     from flsim.report import NoRunsError, write_report
 
+    output = deprecated_output(args) or "report.html"
     try:
-        out = write_report([Path(p) for p in args.runs], Path(args.output), title=args.title, spec=args.spec)
+        out = write_report(
+            [Path(p) for p in args.runs], Path(output), title=args.title, spec=args.spec, plotly=args.plotly
+        )
     except (FileNotFoundError, NoRunsError) as exc:  # a mistyped path: a usage error, exit 2
         raise ConfigError("runs", args.runs, str(exc)) from None
     print(out)
@@ -233,7 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="self-contained HTML report comparing runs")
     report.add_argument("runs", nargs="+", help="run directories or folders containing runs")
-    report.add_argument("-o", "--output", default="report.html")
+    report.add_argument("--output", metavar="HTML", help="where to write it (default report.html)")
+    report.add_argument("-o", dest="old_output", help=argparse.SUPPRESS)
+    report.add_argument(
+        "--plotly",
+        choices=["inline", "file"],
+        default="inline",
+        help="inline: embed plotly.js (4.8 MB, works alone); file: one shared plotly.min.js beside it",
+    )
     report.add_argument("--title")
     report.add_argument("--spec", metavar="YAML", help="dashboard spec, e.g. dashboards/centralized.yaml")
     report.set_defaults(func=_cmd_report)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,16 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from flsim.dashboard.export import export_run
 
-    print(export_run(args.run, args.format, args.output))
+    print(export_run(args.run, args.format, deprecated_output(args)))
     return 0
+
+
+def deprecated_output(args: argparse.Namespace) -> str | None:
+    """``--output``, or the old ``-o`` with a warning: elsewhere ``-o`` means an override."""
+    if args.old_output is None:
+        return args.output
+    logging.getLogger("flsim").warning("'-o' for the output is deprecated here: use --output")
+    return args.output if args.output is not None else args.old_output
 
 
 def register_cli(subparsers: Any) -> None:
@@ -46,5 +55,6 @@ def register_cli(subparsers: Any) -> None:
     export = subparsers.add_parser("export", help="a run's metrics as CSV or TensorBoard scalars")
     export.add_argument("run", help="a run directory")
     export.add_argument("--format", choices=["csv", "tensorboard"], default="csv")
-    export.add_argument("-o", "--output", help="file (csv) or log directory (tensorboard)")
+    export.add_argument("--output", help="file (csv) or log directory (tensorboard)")
+    export.add_argument("-o", dest="old_output", help=argparse.SUPPRESS)
     export.set_defaults(func=_cmd_export)

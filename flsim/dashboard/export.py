@@ -1,8 +1,9 @@
 """``flsim export RUN --format csv|tensorboard``: a run's metrics for spreadsheets or TensorBoard.
 
 CSV needs nothing beyond pandas. TensorBoard event files are written with ``tensorboardX``
-or ``torch.utils.tensorboard`` when either is importable; neither is a dependency of flsim
-(TensorBoard pulls in a large stack), so without them the command says what to install.
+(the ``export`` extra, which ``make`` installs; it is small, unlike TensorBoard itself) or
+``torch.utils.tensorboard`` when either is importable; without them the command says what to
+install.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ log = logging.getLogger(__name__)
 FORMATS = ("csv", "tensorboard")
 
 #: Columns that identify the run rather than measure it; not exported as scalars.
-_IDENTITY = ["scenario", "algorithm", "seed", "run_id", "status", "run_dir"]
+_IDENTITY = ["scenario", "algorithm", "seed", "run_id", "config_hash", "status", "run_dir"]
+#: Run columns left out of the CSV: the CSV keeps scenario, algorithm, seed, run_id and
+#: config_hash, so that files from several runs concatenate into one comparable table.
+_NOT_IN_CSV = ["status", "run_dir", "tags", "notes", "dataset", "partition", "model"]
 
 
 def _one_run(run: str | Path) -> Path:
@@ -38,8 +42,7 @@ def export_csv(run: str | Path, out: str | Path | None = None) -> Path:
     """Write the run's metric rows (every column, round order) as CSV; returns the path."""
     run_dir = _one_run(run)
     metrics = load_results(run_dir).metrics
-    drop = [c for c in metrics.columns if c in _IDENTITY or c in ("dataset", "partition", "model")]
-    frame = metrics.drop(columns=drop)
+    frame = metrics.drop(columns=[c for c in metrics.columns if c in _NOT_IN_CSV])
     path = Path(out) if out else run_dir / "metrics.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
@@ -57,7 +60,7 @@ def _summary_writer(logdir: Path) -> object:
             raise ConfigError(
                 "--format",
                 "tensorboard",
-                "needs tensorboardX or tensorboard installed (pip install tensorboardX)",
+                "needs tensorboardX: pip install 'flsim-des[export]'",
             ) from None
     return SummaryWriter(log_dir=str(logdir))
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from flsim.config.errors import ConfigError
 from flsim.report import aggregate
 from flsim.report.figures import (
     BAND_METRICS,
@@ -282,8 +283,11 @@ def html_table(
         cells = []
         for j, name in enumerate(names):
             value = columns[j][i]
-            text = html.escape(formats.get(name, _default_format)(value))
-            attrs = ' class="wide"' if name in wide else ""
+            text = formats.get(name, _default_format)(value)
+            attrs = ""
+            if name in wide:
+                attrs, text = _clipped_items(text)
+            text = html.escape(text)
             if name == "status" and value == "diverged":
                 attrs = ' class="s-diverged"'
             key = sort_keys[name][i] if name in sort_keys else value
@@ -297,6 +301,22 @@ def html_table(
         f'<table id="{html.escape(table_id)}" class="flsim-table"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table>"
     )
+
+
+#: Items of a wide cell (``k=v, k=v``) shown before the rest moves to the cell's tooltip.
+WIDE_ITEMS = 4
+
+
+def _clipped_items(text: str) -> tuple[str, str]:
+    """A long ``differs`` cell keeps its first items and a count; the full text is its tooltip.
+
+    A sweep over many keys otherwise grows the cell to ten lines and the table off the page.
+    """
+    items = text.split(", ")
+    if len(items) <= WIDE_ITEMS:
+        return ' class="wide"', text
+    shown = ", ".join(items[:WIDE_ITEMS]) + f", … (+{len(items) - WIDE_ITEMS} more)"
+    return f' class="wide" title="{html.escape(text)}"', shown
 
 
 def _interval(center: float, lo: float, hi: float, fmt: Formatter) -> str:
@@ -404,9 +424,20 @@ def _template_block() -> str:
     )
 
 
-def _page(title: str, body: list[str]) -> str:
+#: ``--plotly file``: the shared copy of plotly.js written beside the reports.
+PLOTLY_FILE = "plotly.min.js"
+
+
+def _plotly_tag(plotly: str) -> str:
+    """plotly.js embedded (``inline``: the page works alone) or loaded from :data:`PLOTLY_FILE`."""
+    if plotly == "file":
+        return f'<script type="text/javascript" src="{PLOTLY_FILE}"></script>'
     from plotly.offline import get_plotlyjs
 
+    return f'<script type="text/javascript">{get_plotlyjs()}</script>'
+
+
+def _page(title: str, body: list[str], plotly: str = "inline") -> str:
     from flsim import __version__
 
     return "\n".join(
@@ -418,8 +449,8 @@ def _page(title: str, body: list[str]) -> str:
             '<link rel="icon" href="data:,">',  # no favicon request, so no 404 in the console
             f"<title>{html.escape(title)}</title>",
             f"<style>{_CSS}</style>",
-            # Embedded once; the whole page works without network access.
-            f'<script type="text/javascript">{get_plotlyjs()}</script>',
+            # Embedded once or read from beside the page: never from the network.
+            _plotly_tag(plotly),
             "</head><body>",
             f"<h1>{html.escape(title)}</h1>",
             *body,
@@ -579,14 +610,25 @@ def _spec_body(results: Results, spec: DashboardSpec, total_runs: int) -> list[s
     return parts
 
 
-def render_report(results: Results, title: str | None = None, spec: DashboardSpec | None = None) -> str:
+def render_report(
+    results: Results, title: str | None = None, spec: DashboardSpec | None = None, plotly: str = "inline"
+) -> str:
     """The full HTML document for already loaded runs (see :func:`write_report`)."""
     warnings = [f'<p class="warning">{html.escape(line)}</p>' for line in results.warnings]
     if spec is None:
-        return _page(title or "flsim report", warnings + _default_body(results))
+        return _page(title or "flsim report", warnings + _default_body(results), plotly)
     total = len(results.runs)
     filtered = filter_results(results, spec)
-    return _page(title or spec.title, warnings + _spec_body(filtered, spec, total))
+    return _page(title or spec.title, warnings + _spec_body(filtered, spec, total), plotly)
+
+
+def _write_shared_plotly(path: Path) -> None:
+    """Write plotly.js unless the same text is already there (reports share one copy)."""
+    from plotly.offline import get_plotlyjs
+
+    text = get_plotlyjs()
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        _atomic_write_text(path, text)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -611,8 +653,12 @@ def write_report(
     out_path: PathLike,
     title: str | None = None,
     spec: str | os.PathLike[str] | DashboardSpec | None = None,
+    plotly: str = "inline",
 ) -> Path:
     """Write an offline HTML report comparing every run found under ``paths``.
+
+    ``plotly="file"`` writes plotly.js once beside the report (``plotly.min.js``, shared by
+    every report in that folder) instead of embedding its 4.8 MB in each page.
 
     ``paths`` may be run directories, scenario directories or results roots (see
     :func:`~flsim.results.loading.find_run_dirs`). ``spec`` is a dashboard spec file (or a
@@ -627,7 +673,11 @@ def write_report(
     results = load_results(paths)
     if results.runs.empty:
         raise NoRunsError(f"no run directories (with metrics.jsonl or metrics.parquet) under {paths}")
+    if plotly not in ("inline", "file"):
+        raise ConfigError("--plotly", plotly, "choose inline or file")
     out = Path(out_path)
-    _atomic_write_text(out, render_report(results, title, parsed))
+    if plotly == "file":
+        _write_shared_plotly(out.parent / PLOTLY_FILE)
+    _atomic_write_text(out, render_report(results, title, parsed, plotly))
     log.info("wrote report for %d run(s) to %s", len(results.runs), out)
     return out
