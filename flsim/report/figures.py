@@ -99,6 +99,12 @@ def _axis_suffix(i: int) -> str:
     return "" if i == 1 else str(i)
 
 
+#: A log axis with few ticks: plotly's default labels 2 and 5 (even every digit) within each
+#: decade, which crowds the labels together on a narrow subplot; ``nticks`` lets it keep
+#: only powers of ten once a range spans several decades.
+_LOG_AXIS: dict[str, Any] = {"type": "log", "exponentformat": "power", "nticks": 6}
+
+
 def subplot_layout(
     titles: list[str],
     x_titles: list[str],
@@ -120,12 +126,12 @@ def subplot_layout(
             "domain": domain,
             "anchor": f"y{s}",
             "title": {"text": x_titles[i - 1]},
-            **({"type": "log"} if log_x else {}),
+            **(_LOG_AXIS if log_x else {}),
         }
         layout[f"yaxis{s}"] = {
             "anchor": f"x{s}",
             **({"title": {"text": y_title}} if i == 1 else {}),
-            **({"type": "log"} if log_y else {}),
+            **(_LOG_AXIS if log_y else {}),
         }
         if n > 1:
             layout["annotations"].append(
@@ -253,6 +259,7 @@ def _band_traces(
                 "y": values(np.r_[stats["hi"].to_numpy(float), stats["lo"].to_numpy(float)[::-1]]),
                 "fill": "toself",
                 "fillcolor": fill,
+                "mode": "lines",  # plotly adds markers to short traces unless told otherwise
                 "line": {"width": 0},
                 "hoverinfo": "skip",
                 "name": label,
@@ -323,7 +330,7 @@ def band_figure(df: pd.DataFrame, names: dict[str, str] | None = None) -> Figure
             traces += _band_traces(stats, label, label, rgba(color(g), 0.2), color(g), col, first)
             first = False
             if panel.log_y:
-                layout[f"yaxis{_axis_suffix(col)}"]["type"] = "log"
+                layout[f"yaxis{_axis_suffix(col)}"].update(_LOG_AXIS)
     layout.update(
         title={"text": "Median and interquartile range across seeds, by configuration"},
         height=420,
