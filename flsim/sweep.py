@@ -208,7 +208,7 @@ def run_sweep(
     ]
     if outcomes:
         log.info("skipped %d of %d runs: already completed under %s", len(outcomes), len(runs), root)
-    reporter = ProgressReporter(f"sweep {spec.name}", progress)
+    reporter = ProgressReporter(f"sweep {spec.name}", progress, unit="run")
     reporter.start(len(runs), len(outcomes))
 
     def finished(run_spec: SweepRun, result: tuple[str, dict[str, bytes], str | None]) -> None:
