@@ -8,7 +8,9 @@ Gaussian action with a tractable log-probability. G trajectories share a "prompt
 rewards are z-scored within the group (the GRPO advantage), and a PPO-clip loss plus a KL penalty to
 the frozen base model is applied at every step with the same weight. The SDE form and the σ_t
 schedule follow the official code (github yifan123/flow_grpo, ``sd3_sde_with_logprob.py``: the
-std is a√(t/(1 − t)) with t = 1 replaced by the next grid point, the step std is σ_t√|Δt|).
+std is a√(t/(1 − t)) with t = 1 replaced by the next grid point, the step std is σ_t√|Δt|,
+a = 0.7 is its default ``noise_level``). One difference: the official log-probability is averaged
+over the image's coordinates; here it is the exact Gaussian log-density, summed over the two.
 
 TempFlow-GRPO (He et al. 2025, arXiv:2508.04324, "When timing matters for GRPO in flow models")
 adds, as its abstract states, (i) **trajectory branching**: a group starts from one shared noise
