@@ -139,10 +139,10 @@ def _find_file(directories: list[Path], stem: str) -> Path | None:
     return None
 
 
-def load_mnist_idx(path: Path) -> PooledData:
-    """MNIST (or Fashion-MNIST, same format) from the four standard IDX files in ``path``.
+def mnist_files(path: Path) -> dict[str, Path]:
+    """The four IDX files under ``path`` by role; a missing one is a :class:`ConfigError`.
 
-    Also looks in ``path/MNIST/raw`` and ``path/raw`` (torchvision's layout).
+    ``validate`` calls it too, so a directory without its files fails there, not in a run.
     """
     directories = [path, path / "MNIST" / "raw", path / "raw"]
     files: dict[str, Path] = {}
@@ -153,6 +153,15 @@ def load_mnist_idx(path: Path) -> PooledData:
                 DatasetParams.key("path"), str(path), f"missing {stem} (or {stem}.gz) for dataset 'mnist_idx'"
             )
         files[role] = found
+    return files
+
+
+def load_mnist_idx(path: Path) -> PooledData:
+    """MNIST (or Fashion-MNIST, same format) from the four standard IDX files in ``path``.
+
+    Also looks in ``path/MNIST/raw`` and ``path/raw`` (torchvision's layout).
+    """
+    files = mnist_files(path)
     arrays = {}
     for split in ("train", "test"):
         images = read_idx(files[f"{split}_images"], 3)
@@ -220,8 +229,11 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data, labels
 
 
-def load_cifar10(path: Path) -> PooledData:
-    """CIFAR-10 from the python-pickle directory ``cifar-10-batches-py`` (or its parent)."""
+def cifar_directory(path: Path) -> Path:
+    """The folder holding the six CIFAR-10 batches (``path`` or ``path/cifar-10-batches-py``).
+
+    A missing batch is a :class:`ConfigError`; ``validate`` calls it too.
+    """
     directory = path
     if not (directory / CIFAR_TEST_BATCH).is_file() and (path / "cifar-10-batches-py").is_dir():
         directory = path / "cifar-10-batches-py"
@@ -232,6 +244,12 @@ def load_cifar10(path: Path) -> PooledData:
                 str(path),
                 f"missing {name}; expected the 'cifar-10-batches-py' directory or its parent",
             )
+    return directory
+
+
+def load_cifar10(path: Path) -> PooledData:
+    """CIFAR-10 from the python-pickle directory ``cifar-10-batches-py`` (or its parent)."""
+    directory = cifar_directory(path)
     train = [read_cifar_batch(directory / name) for name in CIFAR_TRAIN_BATCHES]
     x_test, y_test = read_cifar_batch(directory / CIFAR_TEST_BATCH)
     return PooledData(
@@ -349,12 +367,14 @@ def mnist_idx_params(cfg: TaskConfig) -> tuple[Path, PooledOptions]:
     """The data directory (it must exist) and the options, checked before anything loads."""
     p = DatasetParams("mnist_idx", cfg.dataset_params)
     path = p.path("path", MNIST_WHAT)
+    mnist_files(path)
     return path, _read_options(cfg, p, has_official_test=True)
 
 
 def cifar10_params(cfg: TaskConfig) -> tuple[Path, PooledOptions]:
     p = DatasetParams("cifar10", cfg.dataset_params)
     path = p.path("path", CIFAR_WHAT)
+    cifar_directory(path)
     return path, _read_options(cfg, p, has_official_test=True)
 
 
