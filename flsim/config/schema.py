@@ -137,6 +137,15 @@ class BackendConfig(Strict):
     state_dir: str | None = Field(
         None, description="Parent directory for spilled client state (default: the system temp dir)."
     )
+    client_cache_mb: float | None = Field(
+        None,
+        gt=0,
+        description="Per-host bound on the data of lazily built clients (large synthetic populations); "
+        "least recently used clients are dropped and rebuilt bit-identically. null: 256 MB.",
+    )
+    client_cache_clients: PositiveInt | None = Field(
+        None, description="Per-host bound on the number of lazily built clients kept in memory."
+    )
 
 
 class BudgetConfig(Strict):

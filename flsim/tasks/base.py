@@ -9,6 +9,7 @@ bit-equality between backends, checkpointing, compression and gossip straightfor
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -113,15 +114,17 @@ class Task:
     """
 
     name: str
-    clients: list[Shard]
+    clients: Sequence[Shard]
     test: Shard
     objective: Objective
     classification: bool
     num_classes: int | None = None
     optimum: Tensor | None = None
     optimum_value: float | None = None
-    smoothness: list[float] | None = None
-    strong_convexity: list[float] | None = None
+    smoothness: Sequence[float] | None = None
+    strong_convexity: Sequence[float] | None = None
+    #: f(x) without pooling the training data (lazy populations: from streamed statistics).
+    loss_oracle: Callable[[Tensor], float] | None = field(default=None, repr=False)
     _train_cache: Shard | None = field(default=None, repr=False)
 
     @property
@@ -137,7 +140,8 @@ class Task:
         return self.objective.dtype
 
     def client_sizes(self) -> list[int]:
-        return [len(c) for c in self.clients]
+        sizes = getattr(self.clients, "sizes", None)
+        return sizes() if callable(sizes) else [len(c) for c in self.clients]
 
     def train_pool(self) -> Shard:
         """All training samples, concatenated in client-id order (for train loss)."""
@@ -148,6 +152,8 @@ class Task:
         return self._train_cache
 
     def global_loss(self, params: Tensor) -> float:
+        if self.loss_oracle is not None:
+            return self.loss_oracle(params)
         pool = self.train_pool()
         return self.objective.loss(params, pool.x, pool.y)
 

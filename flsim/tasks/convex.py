@@ -15,6 +15,8 @@ and ``Task.strong_convexity`` (μ_i).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,14 +27,20 @@ from flsim.config.schema import TaskConfig
 from flsim.rng import numpy_rng
 from flsim.tasks.base import Shard, Task
 from flsim.tasks.common import round_significant, rowdot, split_evenly, to_tensor, warn_unused_partition
+from flsim.tasks.lazy_clients import LazyClients, LazyConstants
 from flsim.tasks.models import resolve_model_name
 from flsim.tasks.params import MAX_DIM, MAX_SAMPLES, DatasetParams
+from flsim.tasks.streamed import LeastSquaresStats, quadratic_loss_oracle, streamed_least_squares
 
 #: Newton's method stops when the global gradient norm is below this.
 NEWTON_TOLERANCE = 1e-12
 #: ...and is accepted if it stalls (rounding) below this.
 NEWTON_ACCEPT = 1e-10
 NEWTON_MAX_ITERATIONS = 100
+#: Training pools of more numbers than this are built lazily and their optimum streamed.
+LAZY_MIN_FLOATS = 2**24
+#: Clients per chunk in the streamed passes over a lazy population.
+STREAM_CHUNK = 2048
 
 
 class _RegularisedLinearObjective:
@@ -209,11 +217,24 @@ def _common_params(p: DatasetParams, l2_default: float) -> tuple[int, int, float
     return dim, per_client, heterogeneity, l2, test_samples
 
 
+def is_lazy(num_clients: int, per_client: int, dim: int) -> bool:
+    """Whether a convex task's training pool is large enough to be built lazily (issue 17).
+
+    Small pools keep the eager path (a pooled ``lstsq``/Newton, one eigensolve a client), so
+    every existing scenario's results stay bit-identical; large ones stream.
+    """
+    return num_clients * per_client * (dim + 1) > LAZY_MIN_FLOATS
+
+
 def _convex_params(cfg: TaskConfig, dataset: str, l2_default: float) -> tuple[DatasetParams, tuple]:
     p = DatasetParams(dataset, cfg.dataset_params)
     common = _common_params(p, l2_default)
     dim, per_client, _, _, test_samples = common
-    p.check_size((cfg.num_clients * per_client + test_samples) * (dim + 1), f"{dataset}'s data")
+    if is_lazy(cfg.num_clients, per_client, dim):
+        # Only one client at a time, the test set and dim² statistics are ever held.
+        p.check_size((per_client + test_samples) * (dim + 1) + dim * dim, f"{dataset}'s resident data")
+    else:
+        p.check_size((cfg.num_clients * per_client + test_samples) * (dim + 1), f"{dataset}'s data")
     return p, common
 
 
@@ -234,6 +255,48 @@ def logreg_params(cfg: TaskConfig) -> tuple[int, int, float, float, int]:
     return common
 
 
+@dataclass(frozen=True)
+class _LinregSpec:
+    """How client i's rows are drawn: everything comes from its own ("data", i) stream."""
+
+    seed: int
+    dim: int
+    per_client: int
+    h: float
+    noise: float
+    l2: float
+    x_bar: np.ndarray
+
+    def client(self, i: int) -> tuple[np.random.Generator, np.ndarray, np.ndarray]:
+        """The client's stream, positioned after its optimum x_i and feature scales s_i."""
+        rng = numpy_rng(self.seed, "data", node=i)
+        x_i = self.x_bar + self.h * rng.standard_normal(self.dim) / math.sqrt(self.dim)
+        scale = rng.lognormal(0.0, 0.5 * self.h, self.dim)
+        return rng, x_i, scale
+
+    def draw(self, client: tuple, count: int) -> tuple[np.ndarray, np.ndarray]:
+        rng, x_i, scale = client
+        a = rng.standard_normal((count, self.dim)) * scale
+        return a, rowdot(a, x_i) + self.noise * rng.standard_normal(count)
+
+    def train(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.draw(self.client(i), self.per_client)
+
+    def constants(self, a: np.ndarray) -> tuple[float, float]:
+        """(L_i, μ_i): extreme eigenvalues of AᵢᵀAᵢ/nᵢ plus l2, rounded (see round_significant)."""
+        eig = np.linalg.eigvalsh(a.T @ a / self.per_client)
+        l2 = self.l2
+        return round_significant(float(eig[-1]) + l2), round_significant(max(float(eig[0]) + l2, l2))
+
+
+def _linreg_spec(cfg: TaskConfig, seed: int) -> tuple[_LinregSpec, int]:
+    dim, per_client, h, l2, test_samples, noise = linreg_params(cfg)
+    warn_unused_partition(cfg)
+    shared = numpy_rng(seed, "data/shared")
+    x_bar = shared.standard_normal(dim) / math.sqrt(dim)
+    return _LinregSpec(seed, dim, per_client, h, noise, l2, x_bar), test_samples
+
+
 def build_linreg(cfg: TaskConfig, seed: int) -> Task:
     """Heterogeneous least squares (``dataset: linreg``).
 
@@ -243,51 +306,97 @@ def build_linreg(cfg: TaskConfig, seed: int) -> Task:
     Client i has its own optimum x_i = x̄ + h·δ_i and feature scales s_i (log-normal with
     σ = h/2): rows a ~ N(0, diag(s_i²)), b = aᵀx_i + noise·ε. With h = 0 all clients share
     one distribution. The test set holds ``test_samples`` rows spread evenly over the
-    clients' distributions.
+    clients' distributions. Large populations (see :func:`is_lazy`) are built lazily with
+    the same rows: :func:`_lazy_linreg`.
     """
-    dim, per_client, h, l2, test_samples, noise = linreg_params(cfg)
-    warn_unused_partition(cfg)
-
-    shared = numpy_rng(seed, "data/shared")
-    x_bar = shared.standard_normal(dim) / math.sqrt(dim)
+    spec, test_samples = _linreg_spec(cfg, seed)
+    if is_lazy(cfg.num_clients, spec.per_client, spec.dim):
+        return _lazy_linreg(spec, cfg.num_clients, test_samples)
     clients: list[Shard] = []
     test_x: list[np.ndarray] = []
     test_y: list[np.ndarray] = []
     smoothness: list[float] = []
     strong_convexity: list[float] = []
     for i, n_test in enumerate(split_evenly(test_samples, cfg.num_clients)):
-        rng = numpy_rng(seed, "data", node=i)
-        x_i = x_bar + h * rng.standard_normal(dim) / math.sqrt(dim)
-        scale = rng.lognormal(0.0, 0.5 * h, dim)
-
-        def draw(
-            count: int, rng: np.random.Generator = rng, scale: np.ndarray = scale, x_i: np.ndarray = x_i
-        ):
-            a = rng.standard_normal((count, dim)) * scale
-            return a, rowdot(a, x_i) + noise * rng.standard_normal(count)
-
-        a, b = draw(per_client)
+        client = spec.client(i)
+        a, b = spec.draw(client, spec.per_client)
         clients.append(Shard(to_tensor(a), to_tensor(b)))
-        at, bt = draw(n_test)
+        at, bt = spec.draw(client, n_test)
         test_x.append(at)
         test_y.append(bt)
-        eig = np.linalg.eigvalsh(a.T @ a / per_client)
-        smoothness.append(round_significant(float(eig[-1]) + l2))
-        strong_convexity.append(round_significant(max(float(eig[0]) + l2, l2)))
+        big, small = spec.constants(a)
+        smoothness.append(big)
+        strong_convexity.append(small)
 
-    objective = LeastSquaresObjective(dim, l2)
     task = Task(
         name="linreg",
         clients=clients,
         test=Shard(to_tensor(np.concatenate(test_x)), to_tensor(np.concatenate(test_y))),
-        objective=objective,
+        objective=LeastSquaresObjective(spec.dim, spec.l2),
         classification=False,
         smoothness=smoothness,
         strong_convexity=strong_convexity,
     )
     a_all, b_all = _stack(clients)
-    task.optimum = to_tensor(least_squares_optimum(a_all, b_all, l2))
+    task.optimum = to_tensor(least_squares_optimum(a_all, b_all, spec.l2))
     task.optimum_value = task.global_loss(task.optimum)
+    return task
+
+
+def _test_counts(test_samples: int, num_clients: int, i: int) -> int:
+    """Client i's share of the test set, as :func:`split_evenly` gives it, without the O(N) list."""
+    base, extra = divmod(test_samples, num_clients)
+    return base + (1 if i < extra else 0)
+
+
+def _client_chunks(num_clients: int, draw: Callable[[int], tuple]) -> Iterator[tuple]:
+    """Every client's arrays, concatenated STREAM_CHUNK clients at a time (bounded memory)."""
+    for start in range(0, num_clients, STREAM_CHUNK):
+        parts = [draw(i) for i in range(start, min(start + STREAM_CHUNK, num_clients))]
+        yield tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+
+
+def _lazy_linreg(spec: _LinregSpec, num_clients: int, test_samples: int) -> Task:
+    """``linreg`` for a large population: the same rows as the eager build, drawn on demand.
+
+    The test set draws only the clients that hold test rows; the optimum comes from one
+    streamed pass (:func:`flsim.tasks.streamed.streamed_least_squares`); L_i and μ_i are
+    computed when first read; the train loss is the exact quadratic form around x*.
+    """
+    test_x: list[np.ndarray] = []
+    test_y: list[np.ndarray] = []
+    for i in range(min(num_clients, test_samples)):
+        client = spec.client(i)
+        spec.draw(client, spec.per_client)
+        at, bt = spec.draw(client, _test_counts(test_samples, num_clients, i))
+        test_x.append(at)
+        test_y.append(bt)
+    stats = LeastSquaresStats(spec.dim).add_chunks(_client_chunks(num_clients, spec.train))
+    optimum, hessian, value = streamed_least_squares(stats, spec.l2)
+    memo: dict[int, tuple[float, float]] = {}
+
+    def constants(i: int) -> tuple[float, float]:
+        if i not in memo:
+            memo[i] = spec.constants(spec.train(i)[0])
+        return memo[i]
+
+    per_client = spec.per_client
+    task = Task(
+        name="linreg",
+        clients=LazyClients(
+            num_clients,
+            lambda i: Shard(*(to_tensor(v) for v in spec.train(i))),
+            lambda: [per_client] * num_clients,
+        ),
+        test=Shard(to_tensor(np.concatenate(test_x)), to_tensor(np.concatenate(test_y))),
+        objective=LeastSquaresObjective(spec.dim, spec.l2),
+        classification=False,
+        smoothness=LazyConstants(num_clients, lambda i: constants(i)[0]),
+        strong_convexity=LazyConstants(num_clients, lambda i: constants(i)[1]),
+        optimum=to_tensor(optimum),
+        optimum_value=value,
+    )
+    task.loss_oracle = quadratic_loss_oracle(task.optimum, hessian, value)
     return task
 
 
