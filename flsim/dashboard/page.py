@@ -28,6 +28,8 @@ td.l,th.l{text-align:left}
 #warnings p{margin:0.3em 0;background:#fff4e5;border-left:4px solid #ff7f0e;padding:0.2em 0.6em}
 .s-unknown{background:#7f7f7f}
 .swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px}
+#diff td,#diff th{text-align:left;white-space:normal;max-width:24em}
+#smooth{width:4em}
 """
 
 
@@ -58,6 +60,11 @@ def index_html(title: str, poll_ms: int) -> str:
     </select></label>
     <label>metric <select id="metric"></select></label>
     <label><input type="checkbox" id="log-y"> log y</label>
+    <label>group by <select id="group-by">
+      <option value="config_hash">configuration (seeds pooled)</option>
+      <option value="">none: every run</option>
+    </select></label>
+    <label>smoothing <input type="number" id="smooth" min="0" max="200" step="1" value="0"></label>
     <label>scenario <select id="f-scenario"><option value="">all</option></select></label>
     <label>algorithm <select id="f-algorithm"><option value="">all</option></select></label>
     <label>status <select id="f-status"><option value="">all</option></select></label>
@@ -69,9 +76,11 @@ def index_html(title: str, poll_ms: int) -> str:
   <div id="warnings"></div>
   <div id="plot"></div>
   <table id="runs"><thead><tr>
+    <th title="select runs to compare their configs">diff</th>
     <th class="l">status</th><th class="l">scenario</th><th class="l">algorithm</th><th>seed</th>
     <th class="l">run</th><th>rows</th><th>round</th><th id="metric-head">metric</th><th class="l">files</th>
   </tr></thead><tbody></tbody></table>
+  <section id="diff"></section>
   <section id="studies"></section>
 </main>
 </body></html>
@@ -97,8 +106,14 @@ DASHBOARD_JS = r"""
   var state = {
     runs: {}, order: [], plotted: [], polls: 0, errors: [], lastUpdate: null, appended: 0,
     x: params.get('x') || 'round', metric: params.get('metric') || null, logY: null,
-    filters: {scenario: '', algorithm: '', status: ''}, paused: false, metrics: []
+    filters: {scenario: '', algorithm: '', status: ''}, paused: false, metrics: [],
+    // ?group=none draws every run; ?group=KEY groups by a config key; default: seeds pooled.
+    groupBy: params.get('group') === null ? 'config_hash' : params.get('group').replace(/^none$/, ''),
+    smooth: Math.max(0, Math.floor(Number(params.get('smooth')) || 0)), selected: {}, colorOf: {},
+    groups: []
   };
+  // Keys that never tell configurations apart in a group name or a config diff.
+  var NOT_CONFIG = ['seed', 'name', 'tags', 'notes'];
   window.flsimDashboard = state;
   var plot = document.getElementById('plot');
   var $ = function (id) { return document.getElementById(id); };
@@ -125,6 +140,109 @@ DASHBOARD_JS = r"""
 
   function label(m) { return m.algorithm + ' seed=' + m.seed + ' (' + m.run_id + ')'; }
 
+  // Distinct colours however many groups: the palette, then golden-angle hues (no repeats).
+  function colour(i) {
+    return i < PALETTE.length ? PALETTE[i] : 'hsl(' + Math.round((i * 137.508) % 360) + ',62%,45%)';
+  }
+
+  function rgba(c, alpha) {
+    if (c.charAt(0) !== '#') { return c.replace('hsl(', 'hsla(').replace(')', ',' + alpha + ')'); }
+    var n = parseInt(c.slice(1), 16);
+    return 'rgba(' + (n >> 16) + ',' + ((n >> 8) & 255) + ',' + (n & 255) + ',' + alpha + ')';
+  }
+
+  // Config keys whose values differ across the given runs' metadata.
+  function diffKeys(metas, skip) {
+    var keys = {};
+    metas.forEach(function (m) { Object.keys(m.config || {}).forEach(function (k) { keys[k] = true; }); });
+    return Object.keys(keys).sort().filter(function (k) {
+      if ((skip || []).indexOf(k) >= 0) { return false; }
+      var first = String((metas[0].config || {})[k]);
+      return metas.some(function (m) { return String((m.config || {})[k]) !== first; });
+    });
+  }
+
+  function groupKey(run) {
+    var m = run.meta;
+    if (!state.groupBy) { return m.id; }
+    if (state.groupBy === 'config_hash') { return 'h:' + m.config_hash; }
+    var v = (m.config || {})[state.groupBy];
+    return state.groupBy + '=' + (v === undefined || v === null ? '-' : String(v));
+  }
+
+  // Trailing moving average over `smooth` points (0 or 1: the raw values).
+  function smoothed(ys) {
+    var w = state.smooth;
+    if (w <= 1) { return ys; }
+    var out = [], sum = 0;
+    for (var i = 0; i < ys.length; i++) {
+      sum += ys[i]; if (i >= w) { sum -= ys[i - w]; }
+      out.push(sum / Math.min(i + 1, w));
+    }
+    return out;
+  }
+
+  // The visible runs with the metric, grouped; named like the report's groups, one colour each.
+  function buildGroups() {
+    var byKey = {}, keys = [];
+    state.order.forEach(function (id) {
+      var run = state.runs[id];
+      if (!wanted(run)) { return; }
+      var k = groupKey(run);
+      if (!byKey[k]) { byKey[k] = []; keys.push(k); }
+      byKey[k].push(run);
+    });
+    if (state.groupBy) { keys.sort(); }
+    var reps = keys.map(function (k) { return byKey[k][0].meta; });
+    var apart = state.groupBy === 'config_hash' ? diffKeys(reps, NOT_CONFIG.concat(['algorithm.name'])) : [];
+    return keys.map(function (k, i) {
+      var m = byKey[k][0].meta, name = k;
+      if (!state.groupBy) { name = label(m); }
+      if (state.groupBy === 'config_hash') {
+        name = m.scenario + ' / ' + m.algorithm;
+        var parts = apart.map(function (key) { return key + '=' + (m.config || {})[key]; });
+        if (parts.length) { name += ' ' + parts.slice(0, 3).join(', ') + (parts.length > 3 ? ', ...' : ''); }
+      }
+      return {key: k, name: name, runs: byKey[k], color: colour(i)};
+    });
+  }
+
+  function quantile(sorted, q) {
+    var h = (sorted.length - 1) * q, lo = Math.floor(h), hi = Math.ceil(h);
+    return sorted[lo] + (sorted[hi] - sorted[lo]) * (h - lo);
+  }
+
+  // Median and 25th-75th percentiles at the x values every run of the group reports.
+  function aggregate(runs) {
+    var at = {}, n = runs.length;
+    runs.forEach(function (run) {
+      var p = points(run, 0), ys = smoothed(p.y);
+      p.x.forEach(function (x, i) { (at[x] = at[x] || []).push(ys[i]); });
+    });
+    var xs = Object.keys(at).map(Number).filter(function (x) { return at[x].length === n; });
+    xs.sort(function (a, b) { return a - b; });
+    var out = {x: xs, mid: [], lo: [], hi: []};
+    xs.forEach(function (x) {
+      var v = at[x].slice().sort(function (a, b) { return a - b; });
+      out.mid.push(quantile(v, 0.5)); out.lo.push(quantile(v, 0.25)); out.hi.push(quantile(v, 0.75));
+    });
+    return out;
+  }
+
+  function groupTraces(g) {
+    var a = aggregate(g.runs), name = g.name + ' (n=' + g.runs.length + ')', traces = [];
+    if (g.runs.length > 1) {
+      traces.push({type: 'scatter', mode: 'lines', x: a.x.concat(a.x.slice().reverse()),
+                   y: a.hi.concat(a.lo.slice().reverse()), fill: 'toself', fillcolor: rgba(g.color, 0.2),
+                   line: {width: 0}, hoverinfo: 'skip', showlegend: false, legendgroup: g.key,
+                   name: name, meta: {group: g.key, role: 'band'}});
+    }
+    traces.push({type: 'scatter', mode: 'lines', x: a.x, y: a.mid, name: name, legendgroup: g.key,
+                 line: {color: g.color, width: 2}, meta: {group: g.key, role: 'center'},
+                 hovertemplate: state.x + '=%{x:.4g}<br>median=%{y:.4g}<extra>' + name + '</extra>'});
+    return traces;
+  }
+
   function points(run, from) {
     var xs = run.cols[state.x] || [], ys = run.cols[state.metric] || [], out = {x: [], y: []};
     for (var i = from; i < run.n; i++) {
@@ -136,7 +254,7 @@ DASHBOARD_JS = r"""
 
   function trace(run) {
     var p = points(run, 0);
-    return {type: 'scatter', mode: 'lines+markers', x: p.x, y: p.y, name: label(run.meta),
+    return {type: 'scatter', mode: 'lines+markers', x: p.x, y: smoothed(p.y), name: label(run.meta),
             meta: {run: run.meta.id}, marker: {size: 4}, line: {color: run.color, width: 2},
             hovertemplate: state.x + '=%{x:.4g}<br>' + state.metric + '=%{y:.4g}<extra>' +
                            label(run.meta) + '</extra>'};
@@ -157,12 +275,21 @@ DASHBOARD_JS = r"""
 
   function wanted(run) { return visible(run) && state.metric && (run.cols[state.metric] || []).length > 0; }
 
+  // Grouped or smoothed curves depend on every run, so they are redrawn, never extended.
+  function incremental() { return !state.groupBy && state.smooth <= 1; }
+
   function rebuild() {
     state.plotted = [];
+    state.colorOf = {};
     var traces = [];
-    state.order.forEach(function (id) {
-      var run = state.runs[id];
-      if (wanted(run)) { traces.push(trace(run)); state.plotted.push(id); }
+    state.groups = buildGroups();
+    state.groups.forEach(function (g) {
+      g.runs.forEach(function (run) { state.colorOf[run.meta.id] = g.color; });
+      if (!state.groupBy) {
+        g.runs[0].color = g.color; traces.push(trace(g.runs[0])); state.plotted.push(g.runs[0].meta.id);
+      } else {
+        traces = traces.concat(groupTraces(g));
+      }
     });
     Plotly.react(plot, traces, layout(), {responsive: true, displaylogo: false});
   }
@@ -213,13 +340,16 @@ DASHBOARD_JS = r"""
       var run = state.runs[id], m = run.meta;
       if (!visible(run)) { return; }
       var tr = document.createElement('tr'); tr.dataset.run = id;
+      var pick = document.createElement('input'); pick.type = 'checkbox'; pick.className = 'pick';
+      pick.checked = !!state.selected[id]; pick.dataset.run = id;
+      var pc = document.createElement('td'); pc.appendChild(pick); tr.appendChild(pc);
       var st = document.createElement('td'); st.className = 'l';
       var badge = document.createElement('span'); badge.className = 'badge s-' +
         (['running', 'completed', 'failed', 'diverged'].indexOf(m.status) >= 0 ? m.status : 'unknown');
       badge.textContent = m.status; st.appendChild(badge); tr.appendChild(st);
       tr.appendChild(cell(m.scenario, 'l'));
       var alg = cell('', 'l'), sw = document.createElement('span');
-      sw.className = 'swatch'; sw.style.background = run.color; alg.appendChild(sw);
+      sw.className = 'swatch'; sw.style.background = state.colorOf[id] || run.color; alg.appendChild(sw);
       alg.appendChild(document.createTextNode(m.algorithm)); tr.appendChild(alg);
       tr.appendChild(cell(m.seed === null ? '' : String(m.seed)));
       tr.appendChild(cell(m.run_id, 'l'));
@@ -239,6 +369,46 @@ DASHBOARD_JS = r"""
       frag.appendChild(tr);
     });
     body.replaceChildren(frag);
+    renderDiff();
+  }
+
+  // The config keys that differ across the selected runs, one column per run.
+  function renderDiff() {
+    var box = $('diff'), ids = state.order.filter(function (id) { return state.selected[id]; });
+    if (ids.length < 2) {
+      box.textContent = ids.length ? 'Select another run to compare configs.' : '';
+      return;
+    }
+    var metas = ids.map(function (id) { return state.runs[id].meta; });
+    var keys = diffKeys(metas, []), table = document.createElement('table');
+    var head = document.createElement('tr');
+    table.id = 'diff-table';
+    head.appendChild(cell('config key', 'l'));
+    metas.forEach(function (m) { head.appendChild(cell(m.run_id, 'l')); });
+    table.appendChild(head);
+    keys.forEach(function (k) {
+      var tr = document.createElement('tr'); tr.appendChild(cell(k, 'l'));
+      metas.forEach(function (m) {
+        var v = (m.config || {})[k]; tr.appendChild(cell(v === undefined ? '(unset)' : String(v), 'l'));
+      });
+      table.appendChild(tr);
+    });
+    var title = document.createElement('h3');
+    title.textContent = keys.length ? 'Config differences of the selected runs'
+                                    : 'The selected runs have equal configs';
+    box.replaceChildren(title, table);
+  }
+
+  // Group-by choices: configuration, none, then every config key that varies across runs.
+  function refreshGroupBy() {
+    var metas = state.order.map(function (id) { return state.runs[id].meta; });
+    var keys = metas.length > 1 ? diffKeys(metas, ['name']) : [];
+    var sel = $('group-by'), html = '<option value="config_hash">configuration (seeds pooled)</option>' +
+      '<option value="">none: every run</option>' + keys.map(function (k) {
+        var e = document.createElement('option'); e.value = k; e.textContent = k; return e.outerHTML;
+      }).join('');
+    if (sel.dataset.sig !== html) { sel.innerHTML = html; sel.dataset.sig = html; }
+    sel.value = state.groupBy;
   }
 
   // Damaged runs the server skipped: one line each, as text (never markup).
@@ -254,6 +424,7 @@ DASHBOARD_JS = r"""
     setOptions($('f-scenario'), uniq('scenario'), true);
     setOptions($('f-algorithm'), uniq('algorithm'), true);
     setOptions($('f-status'), uniq('status'), true);
+    refreshGroupBy();
     var metrics = {};
     state.order.forEach(function (id) {
       (state.runs[id].meta.metrics || []).forEach(function (k) {
@@ -298,7 +469,7 @@ DASHBOARD_JS = r"""
         var run = state.runs[m.id];
         if (!run) {
           run = state.runs[m.id] = {meta: m, cols: {}, n: 0, generation: m.generation,
-                                    color: PALETTE[state.order.length % PALETTE.length]};
+                                    color: colour(state.order.length)};
           state.order.push(m.id);
         }
         run.meta = m;
@@ -322,7 +493,10 @@ DASHBOARD_JS = r"""
           if (how === 'rebuild') { needRebuild = true; } else { updates.push([pair[0], how]); }
         });
         refreshControls();
-        if (needRebuild || !plot.data) {
+        var fresh = updates.some(function (u) {
+          return state.plotted.indexOf(u[0].meta.id) < 0 && wanted(u[0]);
+        });
+        if (needRebuild || !plot.data || !incremental() || fresh) {
           rebuild();
         } else {
           updates.forEach(function (u) { extend(u[0], u[1]); });
@@ -356,6 +530,17 @@ DASHBOARD_JS = r"""
       });
     });
     $('pause').addEventListener('change', function (e) { state.paused = e.target.checked; });
+    $('group-by').addEventListener('change', function (e) {
+      state.groupBy = e.target.value; rebuild(); renderTable();
+    });
+    $('smooth').value = String(state.smooth);
+    $('smooth').addEventListener('change', function (e) {
+      state.smooth = Math.max(0, Math.floor(Number(e.target.value) || 0)); rebuild();
+    });
+    $('runs').addEventListener('change', function (e) {
+      if (!e.target.classList.contains('pick')) { return; }
+      state.selected[e.target.dataset.run] = e.target.checked; renderDiff();
+    });
   }
 
   bind();

@@ -31,6 +31,7 @@ from flsim.results.loading import (
     SUMMARY_FILE,
     DamagedRun,
     _read_json,
+    comparable_config,
     find_run_dirs,
     run_info,
 )
@@ -80,6 +81,8 @@ class RunState:
     path: Path
     info: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    #: The flattened config the page groups by and diffs (see ``comparable_config``).
+    config: dict[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
     columns: dict[str, None] = field(default_factory=dict)  # ordered set of metric names
     #: Why the run is skipped (its summary or config is damaged); ``None`` when it is fine.
@@ -105,9 +108,10 @@ class RunState:
             try:
                 self.summary = _read_json(summary_path)
                 self.info = run_info(self.path)
+                self.config = comparable_config(self.path)
             except DamagedRun as exc:
                 self.damaged = clip(str(exc), 300)
-                self.summary, self.info = {}, {}
+                self.summary, self.info, self.config = {}, {}, {}
                 return
             self.damaged = None
 
@@ -191,6 +195,9 @@ class RunState:
             "algorithm": self.info.get("algorithm"),
             "seed": self.info.get("seed"),
             "run_id": self.info.get("run_id"),
+            "config_hash": self.info.get("config_hash"),
+            "tags": self.info.get("tags"),
+            "config": self.config,
             "status": self.status,
             "study": self.summary.get("study") if isinstance(self.summary, dict) else None,
             "rows": len(self.rows),

@@ -235,6 +235,20 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def comparable_config(run_dir: PathLike) -> dict[str, Any]:
+    """A run's config flattened to dotted keys, without bookkeeping (versions, output dir).
+
+    What the dashboard groups by and diffs: lists and mappings become JSON text so that
+    every value compares and displays as one scalar.
+    """
+    flat = flatten_config(_read_yaml(Path(run_dir) / CONFIG_FILE))
+    return {
+        key: json.dumps(value, sort_keys=True) if isinstance(value, list | dict) else value
+        for key, value in flat.items()
+        if not key.startswith(("versions.", "output."))
+    }
+
+
 def _get(mapping: Any, *keys: str) -> Any:
     for key in keys:
         if not isinstance(mapping, dict):

@@ -73,6 +73,47 @@ def _check_report(driver: Any, path: Path, expected: dict[str, int], shot: Path)
     assert console_errors(driver) == []
 
 
+CENTRES_JS = """
+var d = document.getElementById('plot').data;
+var c = d.filter(function (t) { return t.meta && t.meta.role === 'center'; });
+return [d.length, c.map(function (t) { return t.name; }), c.map(function (t) { return t.line.color; })];
+"""
+
+
+def _check_grouping(driver: Any) -> None:
+    """Seeds pooled by configuration, one colour per group, group-by a config key, smoothing
+    and the config diff of selected runs (fedavg x3, scaffold x2, fedprox x2 at this point)."""
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element("id", "group-by")).select_by_value("config_hash")
+    n, names, colours = driver.execute_script(CENTRES_JS)
+    # The two fedprox runs differ in rounds as well as seed: two configurations, never pooled.
+    assert sorted(names) == [
+        "s1 / fedavg rounds=8 (n=3)",
+        "s1 / scaffold rounds=8 (n=2)",
+        "s2 / fedprox rounds=3 (n=1)",
+        "s2 / fedprox rounds=4 (n=1)",
+    ]
+    assert n == 2 + 2 + 1 + 1 and len(set(colours)) == 4
+    Select(driver.find_element("id", "group-by")).select_by_value("seed")
+    n, names, colours = driver.execute_script(CENTRES_JS)
+    assert sorted(names) == ["seed=0 (n=3)", "seed=1 (n=3)", "seed=2 (n=1)"] and n == 5
+    box = driver.find_element("id", "smooth")
+    box.clear()
+    box.send_keys("3")
+    driver.execute_script("document.getElementById('smooth').dispatchEvent(new Event('change'))")
+    assert driver.execute_script("return window.flsimDashboard.smooth") == 3
+    # One script: the table is redrawn every poll, so element handles go stale between calls.
+    driver.execute_script(
+        "var p = document.querySelectorAll('#runs tbody input.pick'); p[0].click(); p[p.length - 1].click();"
+    )
+    keys = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#diff-table tr td:first-child'))"
+        ".map(function (td) { return td.textContent; });"
+    )
+    assert "algorithm.name" in keys and "seed" in keys
+
+
 def test_reports_and_live_dashboard_in_chromium(
     runs: dict[str, Path], results_root: Path, tmp_path: Path
 ) -> None:
@@ -97,7 +138,7 @@ def test_reports_and_live_dashboard_in_chromium(
         _check_report(driver, spec_report, spec_expected, tmp_path / "report-spec.png")
 
         with background_server(results_root, poll_ms=300) as server:
-            driver.get(server.url + "/?interval=300")
+            driver.get(server.url + "/?interval=300&group=none")  # every run its own trace
             wait_for(
                 lambda: driver.execute_script(
                     "var s = window.flsimDashboard; var p = document.getElementById('plot');"
@@ -183,6 +224,7 @@ def test_reports_and_live_dashboard_in_chromium(
                 "return [l.xaxis.title.text, l.yaxis.title.text];"
             )
             assert layout == ["bytes_total", "test_loss"]
+            _check_grouping(driver)
             assert driver.execute_script("return window.__notReloaded === true")
             assert driver.execute_script("return window.flsimDashboard.errors") == []
             driver.save_screenshot(str(tmp_path / "dashboard.png"))
