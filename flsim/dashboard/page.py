@@ -352,7 +352,7 @@ DASHBOARD_JS = r"""
       sw.className = 'swatch'; sw.style.background = state.colorOf[id] || run.color; alg.appendChild(sw);
       alg.appendChild(document.createTextNode(m.algorithm)); tr.appendChild(alg);
       tr.appendChild(cell(m.seed === null ? '' : String(m.seed)));
-      tr.appendChild(cell(m.run_id, 'l'));
+      tr.appendChild(cell(m.run_id + (m.tags ? ' [' + m.tags + ']' : ''), 'l'));  // tags: scenario labels
       tr.appendChild(cell(String(m.rows)));
       tr.appendChild(cell(fmt(m.last && m.last.round)));
       tr.appendChild(cell(fmt(m.last && state.metric ? m.last[state.metric] : null)));
