@@ -29,9 +29,11 @@ ModelName = Literal["linear", "logreg", "mlp", "cnn"]
 #: A scenario tag: short and free of separators, so it reads as one word in a legend.
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:=+\-]+$")]
 
-#: Most clients (or gossip nodes) a scenario may have: every run holds per-client data and
-#: state in one process, so more than this is a typo (``num_clients: 1e30``), not a plan.
+#: Most gossip nodes (and graph sizes) a scenario may have: every node holds a model.
 MAX_CLIENTS = 100_000
+#: Most clients a scenario may have. Large synthetic populations are built lazily (issue 17),
+#: so 10⁶ phones fit one machine; more than this is a typo (``num_clients: 1e30``), not a plan.
+MAX_POPULATION = 10_000_000
 #: Most rounds a scenario may ask for.
 MAX_ROUNDS = 10_000_000
 #: ``seed`` must fit in a signed 64-bit integer: results are stored as int64.
@@ -70,7 +72,7 @@ class ModelConfig(Strict):
 class TaskConfig(Strict):
     dataset: DatasetName = "digits"
     dataset_params: dict[str, Any] = Field(default_factory=dict)
-    num_clients: PositiveInt = Field(10, le=MAX_CLIENTS)
+    num_clients: PositiveInt = Field(10, le=MAX_POPULATION)
     partition: PartitionConfig = Field(default_factory=PartitionConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     test_fraction: float = Field(0.2, gt=0, lt=1, description="Held-out share of pooled datasets.")

@@ -145,6 +145,14 @@ def _logistic_parts(a: np.ndarray, y: np.ndarray, x: np.ndarray, l2: float) -> t
     return loss, grad
 
 
+def _logistic_hessian(a: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Σ_j σ_j(1 − σ_j) a_j a_jᵀ over these rows (not yet divided by n, no l2)."""
+    logits = a @ x
+    prob = 0.5 * (1.0 + np.tanh(0.5 * logits))
+    weights = prob * (1.0 - prob)
+    return (a.T * weights) @ a
+
+
 def logistic_optimum(a: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
     """argmin of the regularised logistic loss by Newton's method until ‖∇f‖ < 1e-12.
 
@@ -157,16 +165,31 @@ def logistic_optimum(a: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
     every sample correctly cannot be stationary otherwise, so that case is rejected.
     """
     n, d = a.shape
+    return _newton(
+        lambda x: _logistic_parts(a, y, x, l2),
+        lambda x: _logistic_hessian(a, x) / n + l2 * np.eye(d),
+        lambda x: bool(np.all((2.0 * y - 1.0) * (a @ x) > 0)),
+        d,
+        l2,
+    )
+
+
+def _newton(
+    parts: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    hessian_at: Callable[[np.ndarray], np.ndarray],
+    separable_at: Callable[[np.ndarray], bool],
+    d: int,
+    l2: float,
+) -> np.ndarray:
+    """The damped Newton loop of :func:`logistic_optimum`, over any way of summing the data
+    (one pooled array, or streamed chunks of a lazy population)."""
     x = np.zeros(d)
-    loss, grad = _logistic_parts(a, y, x, l2)
+    loss, grad = parts(x)
     for _ in range(NEWTON_MAX_ITERATIONS):
         gnorm = float(np.linalg.norm(grad))
         if gnorm < NEWTON_TOLERANCE:
             break
-        logits = a @ x
-        prob = 0.5 * (1.0 + np.tanh(0.5 * logits))
-        weights = prob * (1.0 - prob)
-        hessian = (a.T * weights) @ a / n + l2 * np.eye(d)
+        hessian = hessian_at(x)
         try:
             step = np.linalg.solve(hessian, grad)
         except np.linalg.LinAlgError:
@@ -175,7 +198,7 @@ def logistic_optimum(a: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
         t = 1.0
         while t > 1e-12:
             candidate = x - t * step
-            new_loss, new_grad = _logistic_parts(a, y, candidate, l2)
+            new_loss, new_grad = parts(candidate)
             if new_loss <= loss - 1e-4 * t * slope or float(np.linalg.norm(new_grad)) < gnorm:
                 break
             t *= 0.5
@@ -183,7 +206,7 @@ def logistic_optimum(a: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
             break  # no progress possible: rounding floor reached
         x, loss, grad = candidate, new_loss, new_grad
     gnorm = float(np.linalg.norm(grad))
-    if l2 == 0.0 and bool(np.all((2.0 * y - 1.0) * (a @ x) > 0)):
+    if l2 == 0.0 and separable_at(x):
         raise ConfigError(
             DatasetParams.key("l2"),
             l2,
@@ -356,13 +379,15 @@ def _client_chunks(num_clients: int, draw: Callable[[int], tuple]) -> Iterator[t
         yield tuple(np.concatenate(column) for column in zip(*parts, strict=True))
 
 
-def _lazy_linreg(spec: _LinregSpec, num_clients: int, test_samples: int) -> Task:
-    """``linreg`` for a large population: the same rows as the eager build, drawn on demand.
-
-    The test set draws only the clients that hold test rows; the optimum comes from one
-    streamed pass (:func:`flsim.tasks.streamed.streamed_least_squares`); L_i and μ_i are
-    computed when first read; the train loss is the exact quadratic form around x*.
-    """
+def _lazy_convex_task(
+    spec: _LinregSpec | _LogregSpec,
+    num_clients: int,
+    test_samples: int,
+    name: str,
+    objective: _RegularisedLinearObjective,
+) -> Task:
+    """The parts both lazy convex tasks share: the test set (drawn only from the clients that
+    hold test rows), a :class:`LazyClients` population, and L_i, μ_i on first read."""
     test_x: list[np.ndarray] = []
     test_y: list[np.ndarray] = []
     for i in range(min(num_clients, test_samples)):
@@ -371,8 +396,6 @@ def _lazy_linreg(spec: _LinregSpec, num_clients: int, test_samples: int) -> Task
         at, bt = spec.draw(client, _test_counts(test_samples, num_clients, i))
         test_x.append(at)
         test_y.append(bt)
-    stats = LeastSquaresStats(spec.dim).add_chunks(_client_chunks(num_clients, spec.train))
-    optimum, hessian, value = streamed_least_squares(stats, spec.l2)
     memo: dict[int, tuple[float, float]] = {}
 
     def constants(i: int) -> tuple[float, float]:
@@ -381,23 +404,70 @@ def _lazy_linreg(spec: _LinregSpec, num_clients: int, test_samples: int) -> Task
         return memo[i]
 
     per_client = spec.per_client
-    task = Task(
-        name="linreg",
+    return Task(
+        name=name,
         clients=LazyClients(
             num_clients,
             lambda i: Shard(*(to_tensor(v) for v in spec.train(i))),
             lambda: [per_client] * num_clients,
         ),
         test=Shard(to_tensor(np.concatenate(test_x)), to_tensor(np.concatenate(test_y))),
-        objective=LeastSquaresObjective(spec.dim, spec.l2),
-        classification=False,
+        objective=objective,
+        classification=name == "logreg",
+        num_classes=2 if name == "logreg" else None,
         smoothness=LazyConstants(num_clients, lambda i: constants(i)[0]),
         strong_convexity=LazyConstants(num_clients, lambda i: constants(i)[1]),
-        optimum=to_tensor(optimum),
-        optimum_value=value,
     )
+
+
+def _lazy_linreg(spec: _LinregSpec, num_clients: int, test_samples: int) -> Task:
+    """``linreg`` for a large population: the same rows as the eager build, drawn on demand.
+
+    The optimum comes from one streamed pass
+    (:func:`flsim.tasks.streamed.streamed_least_squares`) and the train loss is the exact
+    quadratic form around x*, O(d²) per evaluation.
+    """
+    stats = LeastSquaresStats(spec.dim).add_chunks(_client_chunks(num_clients, spec.train))
+    optimum, hessian, value = streamed_least_squares(stats, spec.l2)
+    task = _lazy_convex_task(
+        spec, num_clients, test_samples, "linreg", LeastSquaresObjective(spec.dim, spec.l2)
+    )
+    task.optimum = to_tensor(optimum)
+    task.optimum_value = value
     task.loss_oracle = quadratic_loss_oracle(task.optimum, hessian, value)
     return task
+
+
+@dataclass(frozen=True)
+class _LogregSpec:
+    """How client i's rows are drawn from its own ("data", i) stream (see build_logreg)."""
+
+    seed: int
+    dim: int
+    per_client: int
+    h: float
+    l2: float
+    w_bar: np.ndarray
+
+    def client(self, i: int) -> tuple[np.random.Generator, np.ndarray, np.ndarray]:
+        rng = numpy_rng(self.seed, "data", node=i)
+        w_i = self.w_bar + self.h * rng.standard_normal(self.dim) / math.sqrt(self.dim)
+        shift = 0.5 * self.h * rng.standard_normal(self.dim)
+        return rng, w_i, shift
+
+    def draw(self, client: tuple, count: int) -> tuple[np.ndarray, np.ndarray]:
+        rng, w_i, shift = client
+        a = rng.standard_normal((count, self.dim)) + shift
+        y = (rowdot(a, w_i) + rng.logistic(size=count) > 0).astype(np.float64)
+        return a, y
+
+    def train(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.draw(self.client(i), self.per_client)
+
+    def constants(self, a: np.ndarray) -> tuple[float, float]:
+        """(L_i, μ_i) = (λ_max(AᵢᵀAᵢ)/(4nᵢ) + l2, l2), rounded like the eager build."""
+        top = float(np.linalg.eigvalsh(a.T @ a)[-1])
+        return round_significant(top / (4.0 * self.per_client) + self.l2), self.l2
 
 
 def build_logreg(cfg: TaskConfig, seed: int) -> Task:
@@ -410,43 +480,33 @@ def build_logreg(cfg: TaskConfig, seed: int) -> Task:
     per-client mean shift m_i; labels are y = 1[aᵀw_i + ℓ > 0] with logistic noise ℓ, i.e.
     P(y = 1 | a) = σ(aᵀw_i). (Drawing ℓ instead of comparing a uniform with σ avoids a
     vectorised ``exp``, whose last bit can differ between CPUs.) ‖w̄‖ ≈ 2 so classes
-    overlap and the optimum is finite even for small l2.
+    overlap and the optimum is finite even for small l2. Large populations are built
+    lazily with the same rows: :func:`_lazy_logreg`.
     """
     dim, per_client, h, l2, test_samples = logreg_params(cfg)
     warn_unused_partition(cfg)
-
     shared = numpy_rng(seed, "data/shared")
-    w_bar = 2.0 * shared.standard_normal(dim) / math.sqrt(dim)
+    spec = _LogregSpec(seed, dim, per_client, h, l2, 2.0 * shared.standard_normal(dim) / math.sqrt(dim))
+    if is_lazy(cfg.num_clients, per_client, dim):
+        return _lazy_logreg(spec, cfg.num_clients, test_samples)
     clients: list[Shard] = []
     test_x: list[np.ndarray] = []
     test_y: list[np.ndarray] = []
     smoothness: list[float] = []
     for i, n_test in enumerate(split_evenly(test_samples, cfg.num_clients)):
-        rng = numpy_rng(seed, "data", node=i)
-        w_i = w_bar + h * rng.standard_normal(dim) / math.sqrt(dim)
-        shift = 0.5 * h * rng.standard_normal(dim)
-
-        def draw(
-            count: int, rng: np.random.Generator = rng, shift: np.ndarray = shift, w_i: np.ndarray = w_i
-        ):
-            a = rng.standard_normal((count, dim)) + shift
-            y = (rowdot(a, w_i) + rng.logistic(size=count) > 0).astype(np.float64)
-            return a, y
-
-        a, y = draw(per_client)
+        client = spec.client(i)
+        a, y = spec.draw(client, per_client)
         clients.append(Shard(to_tensor(a), to_tensor(y)))
-        at, yt = draw(n_test)
+        at, yt = spec.draw(client, n_test)
         test_x.append(at)
         test_y.append(yt)
-        top = float(np.linalg.eigvalsh(a.T @ a)[-1])
-        smoothness.append(round_significant(top / (4.0 * per_client) + l2))
+        smoothness.append(spec.constants(a)[0])
 
-    objective = LogisticObjective(dim, l2)
     task = Task(
         name="logreg",
         clients=clients,
         test=Shard(to_tensor(np.concatenate(test_x)), to_tensor(np.concatenate(test_y))),
-        objective=objective,
+        objective=LogisticObjective(dim, l2),
         classification=True,
         num_classes=2,
         smoothness=smoothness,
@@ -455,4 +515,43 @@ def build_logreg(cfg: TaskConfig, seed: int) -> Task:
     a_all, y_all = _stack(clients)
     task.optimum = to_tensor(logistic_optimum(a_all, y_all, l2))
     task.optimum_value = task.global_loss(task.optimum)
+    return task
+
+
+def _streamed_logistic(spec: _LogregSpec, num_clients: int) -> tuple[Callable, Callable, Callable]:
+    """(loss and gradient, Hessian, separability) of the global logistic objective, each one
+    streamed pass over the population's chunks (regenerated, never held)."""
+    n = num_clients * spec.per_client
+    l2 = spec.l2
+
+    def parts(x: np.ndarray) -> tuple[float, np.ndarray]:
+        total, grad = 0.0, np.zeros(spec.dim)
+        for a, y in _client_chunks(num_clients, spec.train):
+            logits = a @ x
+            total += float(np.logaddexp(0.0, -(2.0 * y - 1.0) * logits).sum())
+            grad += a.T @ (0.5 * (1.0 + np.tanh(0.5 * logits)) - y)
+        return total / n + 0.5 * l2 * float(x @ x), grad / n + l2 * x
+
+    def hessian_at(x: np.ndarray) -> np.ndarray:
+        total = sum(_logistic_hessian(a, x) for a, _ in _client_chunks(num_clients, spec.train))
+        return total / n + l2 * np.eye(spec.dim)
+
+    def separable_at(x: np.ndarray) -> bool:
+        chunks = _client_chunks(num_clients, spec.train)
+        return all(bool(np.all((2.0 * y - 1.0) * (a @ x) > 0)) for a, y in chunks)
+
+    return parts, hessian_at, separable_at
+
+
+def _lazy_logreg(spec: _LogregSpec, num_clients: int, test_samples: int) -> Task:
+    """``logreg`` for a large population: Newton's method streams its gradient and Hessian
+    over chunks of clients, and so does the train loss (one pass per evaluation: a logistic
+    loss has no finite sufficient statistics, so prefer ``eval.train_loss: false`` or a
+    sparse ``eval.every`` at 10⁶ clients)."""
+    parts, hessian_at, separable_at = _streamed_logistic(spec, num_clients)
+    optimum = _newton(parts, hessian_at, separable_at, spec.dim, spec.l2)
+    task = _lazy_convex_task(spec, num_clients, test_samples, "logreg", LogisticObjective(spec.dim, spec.l2))
+    task.optimum = to_tensor(optimum)
+    task.loss_oracle = lambda params: parts(params.numpy())[0]
+    task.optimum_value = parts(optimum)[0]
     return task

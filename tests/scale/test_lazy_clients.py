@@ -161,3 +161,24 @@ def test_sampling_is_uniform():
     expected = rounds * 5 / 20
     chi2 = float(((counts - expected) ** 2 / expected).sum())
     assert chi2 < 43.8  # p = 0.001 for 19 degrees of freedom
+
+
+@pytest.mark.parametrize("l2", [1e-3, 0.1])
+def test_lazy_logreg_streams_newton_to_the_pooled_optimum(l2, monkeypatch):
+    cfg = TaskConfig(
+        dataset="logreg",
+        num_clients=30,
+        dataset_params={"dim": 4, "samples_per_client": 12, "test_samples": 20, "l2": l2},
+    )
+    eager = build_task(cfg, 9)
+    monkeypatch.setattr(convex, "LAZY_MIN_FLOATS", 0)
+    monkeypatch.setattr(convex, "STREAM_CHUNK", 4)
+    lazy = build_task(cfg, 9)
+    assert isinstance(lazy.clients, LazyClients) and lazy.classification and lazy.num_classes == 2
+    assert torch.equal(eager.clients[29].x, lazy.clients[29].x) and torch.equal(eager.test.y, lazy.test.y)
+    assert list(eager.smoothness) == list(lazy.smoothness)
+    assert list(eager.strong_convexity) == list(lazy.strong_convexity)
+    assert torch.allclose(lazy.optimum, eager.optimum, rtol=0, atol=1e-10)
+    x = torch.linspace(-1, 1, 4, dtype=torch.float64)
+    assert lazy.global_loss(x) == pytest.approx(eager.global_loss(x), rel=1e-12)
+    assert lazy.evaluate(x)["test_acc"] == eager.evaluate(x)["test_acc"]
