@@ -143,7 +143,7 @@ class BackendConfig(Strict):
         None,
         gt=0,
         description="Per-host bound on the data of lazily built clients (large synthetic populations); "
-        "least recently used clients are dropped and rebuilt bit-identically. null: 256 MB.",
+        "least recently used clients are dropped and rebuilt bit-identically. null: 64 MB.",
     )
     client_cache_clients: PositiveInt | None = Field(
         None, description="Per-host bound on the number of lazily built clients kept in memory."

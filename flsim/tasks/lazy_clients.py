@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from flsim.config.schema import BackendConfig
     from flsim.tasks.base import Task
 
-#: Cache bound when the scenario sets none: enough for thousands of small clients.
-DEFAULT_CACHE_BYTES = 256 * 2**20
+#: Cache bound when the scenario sets none: thousands of small clients, a fixed memory cost.
+DEFAULT_CACHE_BYTES = 64 * 2**20
 
 
 def shard_bytes(shard: Shard) -> int:
