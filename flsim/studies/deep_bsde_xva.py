@@ -1,4 +1,4 @@
-"""Study 12: a two-layer deep BSDE for a call's clean value and its CVA (STUDIES.md #12).
+"""Study 12: a two-layer deep BSDE for a call's clean value and its CVA (docs/studies/deep_bsde_xva.md).
 
 Deep BSDE solver (Han, Jentzen & E, "Solving high-dimensional partial differential equations using
 deep learning", PNAS 2018): write the pricing PDE as the BSDE dY_t = −f(t, Y_t) dt + Z_t dW_t with
@@ -22,7 +22,7 @@ Closed forms used as the study's references: the Black–Scholes call price C, a
 discounted price e^{−rt}C(t, S_t) is a martingale, CVA₀ = (1−R)λ ∫₀ᵀ e^{−λs} E[e^{−rs}V_s] ds =
 (1−R)(1−e^{−λT})·C.
 
-Setup (STUDIES.md #12): S₀ = K = 100, r = 0.05, σ = 0.2, T = 1, λ = 0.02, R = 0.4; 50 time steps,
+Setup: S₀ = K = 100, r = 0.05, σ = 0.2, T = 1, λ = 0.02, R = 0.4; 50 time steps,
 batch 512. GBM paths are simulated exactly (log-Euler is exact for GBM). Network: one MLP shared
 over time with inputs (t/T, ln(S/K)/(σ√T)), two hidden layers of width ``width`` (tanh), whose
 output is multiplied by σS so that it learns ∂V/∂S (Han et al. parametrise σᵀ∇u the same way:
@@ -37,7 +37,7 @@ loss is weighted by dQ/dQ̃ so that it is still the pricing-measure loss (the mu
 measure change, arXiv:2502.14766, absorbs the tilt into the driver instead). Default between grid
 points is detected with the Brownian-bridge crossing probability.
 
-Deviations from STUDIES.md, and why: Layer 2 trains for 500 iterations (Layer 1 for the specified
+Deviations from the specification, and why: Layer 2 trains for 500 iterations (Layer 1 for the specified
 3000): the CVA settles within about 100, and the saved time keeps the scenario near 2 minutes on
 the shared 2-core machine. The structural variant is off in the scenario: it is optional, and at
 this budget its SGD estimate of Y₀ misses the 5 % criterion (measured +8 to +10 %; see the doc).
@@ -84,7 +84,7 @@ class DeepBsdeXvaParams(StudyParams):
     eval_paths: int = Field(16_384, ge=256, le=1_000_000)  # fresh paths for the a-posteriori checks
     log_every: int = Field(50, ge=1)
     # structural variant: counterparty assets A (A₀ = 1) independent of S, default when A ≤ barrier
-    structural: bool = False  # optional variant (STUDIES.md #12 (b)); see the doc for its measured result
+    structural: bool = False  # optional (b) variant; docs/studies/deep_bsde_xva.md has its result
     asset_drift: float = Field(0.05, ge=-1.0, le=1.0)  # μ_A (risk neutral: = r)
     asset_volatility: float = Field(0.2, gt=0.0, le=2.0)  # σ_A
     barrier: float = Field(0.6, gt=0.0, lt=1.0)  # B / A₀

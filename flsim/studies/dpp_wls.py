@@ -1,4 +1,4 @@
-"""Study 14: weighted least squares with DPP and volume sampling (STUDIES.md #14).
+"""Study 14: weighted least squares with DPP and volume sampling (docs/studies/dpp_wls.md).
 
 Setting (Nouy & Michel, "Weighted least-squares approximation with determinantal point
 processes and generalized volume sampling", arXiv:2312.14057). Approximate f in an
@@ -17,7 +17,7 @@ identity and the fit is a sensible estimate of the L² projection P_m f:
   ∝ det of the weighted Gram matrix) is Dereziński, Warmuth & Hsu, "Unbiased estimators for
   random design regression" (JMLR 2022, arXiv:1907.03411); it makes the weighted fit unbiased.
 
-Discretisation (as in STUDIES.md): μ is the uniform measure on a grid of ``grid_size`` cell
+Discretisation (as in docs/studies/dpp_wls.md): μ is the uniform measure on a grid of ``grid_size`` cell
 midpoints of [−1, 1]. The Legendre polynomials √(2j+1)·P_j (orthonormal for the uniform measure
 on [−1, 1]) are re-orthonormalised on the grid by a thin QR, Φ/√N = QR; then K_m = N·QQᵀ, the
 discrete Christoffel function is k_m(x_i) = N·h_i with leverage scores h_i = ‖Q_i‖², Christoffel
@@ -35,7 +35,7 @@ Carlo against the exact values (X = the grid design, y = the targets). Beyond n 
 sampling keeps the weighted fit with w = m/k_m exactly unbiased; a wrong weight biases it, which
 the ``volume_rescaled_2m_bias_z`` criterion detects.
 
-Deviations from STUDIES.md, and why:
+Deviations from docs/studies/dpp_wls.md, and why:
 * n ∈ {m, 2m, m·⌈ln m⌉} instead of m ln m: repeated DPPs come in blocks of m points, so the
   third size is rounded up to a multiple of m (30 for m = 10, 60 for m = 20) and every sampler
   gets that same n, which keeps the comparison fair.

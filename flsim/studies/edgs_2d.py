@@ -90,7 +90,7 @@ class Edgs2dParams(StudyParams):
     edgs_count: int = Field(512, ge=1, le=10_000)
     cap: int = Field(1024, ge=1, le=100_000)
     densify_every: int = Field(100, ge=1, le=10_000)
-    grad_threshold: float = Field(2e-5, gt=0.0, le=10.0)
+    grad_threshold: float = Field(5e-6, gt=0.0, le=10.0)
     clone_scale: float = Field(1.0, gt=0.0, le=100.0)  # pixels
     lr_position: float = Field(0.05, gt=0.0, le=10.0)
     lr_scale: float = Field(0.01, gt=0.0, le=10.0)

@@ -1,4 +1,4 @@
-"""Study 17: the analytic ReLU neural tangent kernel against finite networks (STUDIES.md #17).
+"""Study 17: the analytic ReLU neural tangent kernel against finite networks (docs/studies/ntk.md).
 
 **Network (NTK parameterization, no bias).** Weights are i.i.d. N(0, 1); the scale sits in
 the forward pass: ``g¹ = W¹x/√d₀``, ``g^{h+1} = √(2/n_h)·W^{h+1} relu(g^h)`` for the ``L``

@@ -1,4 +1,4 @@
-"""Study 20: upsample or upweight? Temperature sampling vs scalarization (STUDIES.md #20).
+"""Study 20: upsample or upweight? Temperature sampling vs scalarization (docs/studies/upsample_upweight.md).
 
 Li, Xu, Tan, Murray & Khashabi, "Upsample or Upweight? Balanced Training on Heavily
 Imbalanced Datasets", NAACL 2025 (arXiv 2410.04579). With domains of sizes n_i, natural
@@ -20,7 +20,7 @@ temperature and lowers it during training. The paper describes it as heavily ups
 and gradually reducing the upsampling; the exact schedule here (τ linear in the step from
 ``cooldown_from`` to ``cooldown_to``) is this study's choice, not a constant from the paper.
 
-**Setup (STUDIES.md (b)).** Five synthetic softmax-regression domains of sizes
+**Setup (docs/studies/upsample_upweight.md (b)).** Five synthetic softmax-regression domains of sizes
 5000/1000/200/50/10, batch 32, plain SGD with L2 weight decay. Each domain has inputs
 x ~ N(μ_i, I) and labels drawn from softmax(x·(W* + Δ_i)) (shared teacher W* plus a domain
 offset Δ_i); the model has shared weights W and one private block V_i per domain, logits

@@ -46,7 +46,7 @@ def test_black_scholes_matches_quadrature_monte_carlo_and_put_call_parity():
     put = _discounted_payoff_by_quadrature(lambda s: max(K - s, 0.0))
     price = black_scholes_call(S0, K, R, SIGMA, T)
     assert price == pytest.approx(call, abs=1e-8)
-    assert price == pytest.approx(10.450584, abs=1e-6)  # the value quoted in STUDIES.md
+    assert price == pytest.approx(10.450584, abs=1e-6)  # the value quoted in docs/studies/deep_bsde_xva.md
     assert call - put == pytest.approx(S0 - K * math.exp(-R * T), abs=1e-8)  # put–call parity
     z = np.random.default_rng(0).standard_normal(1_000_000)
     terminal = S0 * np.exp((R - 0.5 * SIGMA**2) * T + SIGMA * math.sqrt(T) * np.concatenate([z, -z]))

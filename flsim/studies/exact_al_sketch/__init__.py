@@ -8,23 +8,23 @@ accepted by an Armijo search on the differentiable exact augmented Lagrangian
 it. The paper's claims checked here: the method converges to KKT points from the standard
 starting points, and near a solution the unit step is accepted (local linear convergence).
 
-The test set is the 21 equality-constrained Hock–Schittkowski problems of STUDIES.md #10
+The test set is the 21 equality-constrained Hock–Schittkowski problems of docs/studies/exact_al_sketch.md
 (:mod:`.hock_schittkowski`); the algorithm is in :mod:`.sqp`. Each problem is solved three
 ways: the sketched method (``results.problems.<HS>``), the same algorithm with exact linear
 solves (``results.exact``) and ``scipy.optimize.minimize(method="trust-constr")``
 (``results.trust_constr``).
 
-Criteria (STUDIES.md #10 (c)):
+Criteria (docs/studies/exact_al_sketch.md (c)):
 
 * ``solved_fraction``: the fraction of problems with ``|f − f*| ≤ 1e-6·max(1, |f*|)`` and
   ``‖(∇ₓL, c)‖ ≤ 1e-6`` is at least 0.9;
 * ``unit_steps_near_solution``: over all problems, the iterations that start within
-  ``‖(∇ₓL, c)‖ ≤ unit_radius`` (1e-2) take ``α = 1`` at least 90% of the time. STUDIES.md says
+  ``‖(∇ₓL, c)‖ ≤ unit_radius`` (1e-2) take ``α = 1`` at least 90% of the time. The specification says
   "unit steps accepted near the solution" without a number; the radius defines "near" in
   absolute terms because these problems are O(1)-scaled, and the 0.9 mirrors the first
   criterion. The radius and fraction were fixed before the first full run.
 
-Deviations from STUDIES.md: the SQP stops at ``‖(∇ₓL, c)‖ ≤ 1e-8`` (the paper's experiments stop
+Deviations from the specification: the SQP stops at ``‖(∇ₓL, c)‖ ≤ 1e-8`` (the paper's experiments stop
 at 1e-4, too loose for the 1e-6 criterion), and a run stops after ``inner_budget`` sketch
 projections in all, to bound the runtime (see :mod:`.sqp`).
 
