@@ -38,7 +38,7 @@ NEWTON_TOLERANCE = 1e-12
 NEWTON_ACCEPT = 1e-10
 NEWTON_MAX_ITERATIONS = 100
 #: Training pools of more numbers than this are built lazily and their optimum streamed.
-LAZY_MIN_FLOATS = 2**24
+LAZY_MIN_FLOATS = 2**19
 #: Clients per chunk in the streamed passes over a lazy population.
 STREAM_CHUNK = 2048
 

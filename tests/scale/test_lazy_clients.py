@@ -37,7 +37,8 @@ def force_lazy(monkeypatch):
 
 def test_small_populations_stay_eager():
     assert isinstance(build_task(_linreg(), 0).clients, list)
-    assert convex.is_lazy(10**6, 20, 50) and not convex.is_lazy(10**3, 20, 50)
+    assert convex.is_lazy(10**3, 20, 50) and convex.is_lazy(10**6, 20, 50)
+    assert not convex.is_lazy(100, 50, 100)  # 10x the largest shipped convex scenario's pool
 
 
 @pytest.mark.parametrize("l2", [0.0, 0.3])
