@@ -23,13 +23,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	sh scripts/install-system-deps.sh
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -ra
 
 test-quick: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not ray"
 
+# lint-imports: the layers of docs/architecture.md, written as contracts in pyproject.toml.
 lint: $(STAMP)
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -23,7 +23,8 @@ import torch
 
 from flsim.algorithms.dadao_ode import DadaoConstants, DadaoFlow
 from flsim.config.loading import load_scenario
-from flsim.engine.event_driver import EventSimulation, RowCollector, event_graphs
+from flsim.hosts.event_host import EventSimulation, event_graphs
+from flsim.hosts.sinks import RowCollector
 from flsim.progress import ProgressReporter
 from flsim.tasks import build_task
 

@@ -46,9 +46,9 @@ SCENARIO = {
 #: Driver-side phases of a round: (label, class path, method). The driver waits in each.
 PHASES = {
     "local": [
-        ("broadcast", "flsim.engine.server.ServerCore", "broadcast"),
+        ("broadcast", "flsim.hosts.server.ServerCore", "broadcast"),
         ("clients", "flsim.backends.local.LocalBackend", "run_clients"),
-        ("aggregate", "flsim.engine.server.ServerCore", "aggregate"),
+        ("aggregate", "flsim.hosts.server.ServerCore", "aggregate"),
     ],
     "ray": [
         ("broadcast", "flsim.backends.ray_backend.RayServer", "broadcast"),

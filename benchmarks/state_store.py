@@ -32,7 +32,7 @@ from flsim.algorithms.base import AlgorithmConfig
 from flsim.algorithms.client import ClientContext
 from flsim.algorithms.scaffold import Scaffold
 from flsim.config.schema import ModelConfig
-from flsim.engine.state_store import ClientStateStore
+from flsim.hosts.state_store import ClientStateStore
 from flsim.rng import torch_rng
 from flsim.tasks.base import Shard
 from flsim.tasks.models import ModelInput, mlp

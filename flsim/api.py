@@ -102,37 +102,6 @@ def _explicit_run_dir(run_dir: str | Path) -> Path:
     return target
 
 
-def algorithm_mode(scenario: Scenario) -> str:
-    """The driver the algorithm asks for: ``sync``, ``buffered``, ``gossip`` or ``events``."""
-    from flsim.algorithms import REGISTRY
-
-    algorithm = REGISTRY.get(scenario.algorithm.get("name", ""))
-    return getattr(algorithm, "mode", "sync")
-
-
-def is_decentralized(scenario: Scenario) -> bool:
-    return algorithm_mode(scenario) == "gossip"
-
-
-def make_backend(scenario: Scenario, task: Any) -> Any:
-    """The backend for the scenario's driver: client hosts, or node hosts for gossip."""
-    if is_decentralized(scenario):
-        if scenario.backend.kind == "ray":
-            from flsim.backends.ray_backend import RayNodeBackend
-
-            return RayNodeBackend(scenario)
-        from flsim.backends.local import LocalNodeBackend
-
-        return LocalNodeBackend(scenario, task)
-    if scenario.backend.kind == "ray":
-        from flsim.backends.ray_backend import RayBackend
-
-        return RayBackend(scenario)
-    from flsim.backends.local import LocalBackend
-
-    return LocalBackend(scenario, task)
-
-
 def _apply_cli_backend(scenario: Scenario, backend: str | None, address: str | None) -> Scenario:
     updates: dict[str, Any] = {}
     if backend is not None:
@@ -187,7 +156,7 @@ def _prepare_task(scenario: Scenario) -> Any:
     """
     if scenario.kind != "federated":
         return None
-    from flsim.engine.host import configure_torch
+    from flsim.hosts.client_host import configure_torch
     from flsim.tasks import build_task
 
     configure_torch(scenario.backend.torch_threads)
@@ -217,13 +186,9 @@ def resume(run_dir: str | Path, *, progress: str = "off") -> RunResult:
 
 
 def _execute(scenario: Scenario, writer: RunWriter, progress: str, resumed: bool, task: Any) -> RunResult:
-    from flsim.engine.event_driver import run_events
-    from flsim.engine.gossip import GossipSimulation
-    from flsim.engine.host import configure_torch
-    from flsim.engine.simulation import simulation_class
-
+    """Run a validated scenario into ``writer``'s directory, keeping ``summary.json`` current."""
     started = time.time()
-    base_summary = {
+    summary = {
         "name": scenario.name,
         "run_id": writer.run_dir.name,
         "algorithm": scenario.algorithm.get("name")
@@ -235,50 +200,16 @@ def _execute(scenario: Scenario, writer: RunWriter, progress: str, resumed: bool
         "tags": scenario.tags,
         "notes": scenario.notes,
     }
-    writer.write_summary({**base_summary, "status": "running"})
-    backend = None
+    writer.write_summary({**summary, "status": "running"})
     try:
-        configure_torch(scenario.backend.torch_threads)
-        reporter = ProgressReporter(f"{scenario.name}:{base_summary['algorithm']}", progress)
-        if scenario.kind == "study":
-            from flsim.studies.runner import run_study
-
-            writer.truncate_metrics(-1)
-            writer.stop_on_divergence = False
-            base_summary.update(run_study(scenario, writer))
-            final = writer.read_metrics()[-1]
-        elif scenario.time == "wall":
-            writer.truncate_metrics(-1)
-            base_summary.update(_run_wall_clock(scenario, task, writer))
-            final = writer.read_metrics()[-1]
-        elif algorithm_mode(scenario) == "events":
-            writer.truncate_metrics(-1)  # a restored checkpoint writes its rows again
-            final, facts = run_events(scenario, task, writer, reporter)
-            base_summary.update(facts)
-        else:
-            backend = make_backend(scenario, task)
-            backend.start()
-            driver = GossipSimulation if is_decentralized(scenario) else simulation_class(scenario)
-            simulation = driver(scenario, task, backend, writer, reporter)
-            base_summary.update(simulation.summary_facts())
-            checkpoint = writer.load_checkpoint() if resumed else None
-            if checkpoint is not None:
-                simulation.restore(checkpoint)
-                writer.truncate_metrics(simulation.counters.round)
-            elif resumed:
-                writer.truncate_metrics(-1)
-            base_summary["placement"] = backend.describe()  # kept if the run fails
-            final = simulation.run()
-            # Placement after the run: actors replaced after a loss are the ones listed.
-            base_summary["placement"] = backend.describe()
-            base_summary["recoveries"] = simulation.recoveries
+        final = _simulate(scenario, writer, progress, resumed, task, summary)
         writer.write_parquet()
     except RunDiverged as exc:
         writer.write_parquet()
         rows = writer.read_metrics()
         writer.write_summary(
             {
-                **base_summary,
+                **summary,
                 "status": "diverged",
                 "diverged": {"round": exc.round, "metric": exc.metric, "value": str(exc.value)},
                 "final": rows[-1] if rows else {},
@@ -289,51 +220,42 @@ def _execute(scenario: Scenario, writer: RunWriter, progress: str, resumed: bool
     except BaseException as exc:
         writer.write_summary(
             {
-                **base_summary,
+                **summary,
                 "status": "failed",
                 "error": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc(),
             }
         )
         raise
-    finally:
-        if backend is not None:
-            backend.shutdown()
-    summary = {
-        **base_summary,
-        "status": "completed",
-        "final": final,
-        "timings": {"wall_seconds": time.time() - started, "resumed": resumed},
-    }
-    writer.write_summary(summary)
-    return RunResult(writer.run_dir, summary)
+    timings = {"wall_seconds": time.time() - started, "resumed": resumed}
+    result = {**summary, "status": "completed", "final": final, "timings": timings}
+    writer.write_summary(result)
+    return RunResult(writer.run_dir, result)
 
 
-def _run_wall_clock(scenario: Scenario, task: Any, writer: RunWriter) -> dict[str, Any]:
-    """``time: wall``: run on Ray in scaled real time, then replay the realised event log."""
-    import numpy as np
+def _simulate(
+    scenario: Scenario, writer: RunWriter, progress: str, resumed: bool, task: Any, summary: dict[str, Any]
+) -> dict[str, Any]:
+    """A study, or a federated run on the driver its mode maps to; returns the last row."""
+    from flsim.hosts.client_host import configure_torch
 
-    from flsim.engine.wall_clock import node_state, replay, run_wall
+    configure_torch(scenario.backend.torch_threads)
+    if scenario.kind == "study":
+        from flsim.studies.runner import run_study
 
-    log, states, placements = run_wall(scenario, writer.run_dir)
-    simulation = replay(scenario, task, writer, log)
-    difference = max(
-        (
-            float(np.max(np.abs(node_state(simulation.algorithm, node)[name] - value)))
-            for node, state in states.items()
-            for name, value in state.items()
-        ),
-        default=0.0,
-    )
-    return {
-        "placement": {"kind": "ray", "actors": placements},
-        "wall": {"events": len(log), "deterministic": False, "replay_max_abs_difference": difference},
-    }
+        writer.truncate_metrics(-1)
+        writer.stop_on_divergence = False
+        summary.update(run_study(scenario, writer))
+        return writer.read_metrics()[-1]
+    from flsim.engine.modes import execute
+
+    reporter = ProgressReporter(f"{scenario.name}:{summary['algorithm']}", progress)
+    return execute(scenario, task, writer, reporter, resumed, summary)
 
 
 def replay_run(source: str | Path, run_dir: str | Path) -> RunResult:
     """Re-run a wall-clock run's realised event log on the virtual-time engine."""
-    from flsim.engine.wall_clock import replay
+    from flsim.engine.event_driver import replay
     from flsim.tasks import build_task
 
     source = Path(source)

@@ -218,6 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--output", metavar="FILE", help="write it here instead of to stdout")
     schema.set_defaults(func=_cmd_schema)
 
+    _add_sweep_replay_report(sub)
+    for module in _PLUGINS:
+        module.register_cli(sub)
+    return parser
+
+
+def _add_sweep_replay_report(sub: argparse._SubParsersAction) -> None:
+    """The commands that run many scenarios or read run directories: sweep, replay, report."""
     sweep = sub.add_parser("sweep", help="run a grid of scenarios x seeds")
     sweep.add_argument("file", help="sweep YAML file")
     sweep.add_argument("--backend", choices=["local", "ray"], help="ray: runs become parallel Ray tasks")
@@ -248,10 +256,6 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--title")
     report.add_argument("--spec", metavar="YAML", help="dashboard spec, e.g. dashboards/centralized.yaml")
     report.set_defaults(func=_cmd_report)
-
-    for module in _PLUGINS:
-        module.register_cli(sub)
-    return parser
 
 
 def _plugins() -> list:

@@ -9,6 +9,7 @@ the draws an uninterrupted one would.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,3 +40,24 @@ def torch_rng(seed: int, purpose: str, node: int = 0, counter: int = 0) -> torch
     generator = torch.Generator()
     generator.manual_seed(int(state[0]) | (int(state[1]) << 32) & 0x7FFF_FFFF_FFFF_FFFF)
     return generator
+
+
+@dataclass(frozen=True)
+class Streams:
+    """A run's seeded streams, handed to the parts that draw (algorithms, through their host).
+
+    An algorithm asks for the generator of a purpose, a node and a counter; it never sees the
+    scenario seed, so it cannot derive a stream outside this scheme.
+    """
+
+    _seed: int = 0
+
+    def numpy(self, purpose: str, node: int = 0, counter: int = 0) -> np.random.Generator:
+        return numpy_rng(self._seed, purpose, node, counter)
+
+    def torch(self, purpose: str, node: int = 0, counter: int = 0) -> torch.Generator:
+        return torch_rng(self._seed, purpose, node, counter)
+
+
+#: The streams of seed 0: the default of algorithms built outside a run (tests, benchmarks).
+SEED_0_STREAMS = Streams()

@@ -230,25 +230,16 @@ def run_sweep(
     return sorted(outcomes, key=lambda o: order[o.label])
 
 
+def _run_locally(run_spec: SweepRun) -> tuple[str, dict[str, bytes], str | None]:
+    """One sweep run on the embedded backend, inside whatever task runs it."""
+    return _run_to_files(run_spec.scenario, "local", run_spec.label)
+
+
 def _run_on_ray(todo: list[SweepRun], address: str | None, finished: Any) -> None:
     """One Ray task per run (each uses the embedded backend inside its task), stored as each ends."""
-    import ray
+    from flsim.backends.ray_tasks import map_on_ray
 
-    from flsim.backends.ray_backend import init_ray, release_idle_workers
+    def lost(exc: Exception) -> tuple[str, dict[str, bytes], str | None]:
+        return "failed", {}, f"{type(exc).__name__}: {exc}"
 
-    owns = init_ray(address)
-    release_idle_workers()  # pooled actors would hold the CPUs the run tasks need
-    try:
-        remote = ray.remote(num_cpus=1, max_retries=1)(_run_to_files)
-        refs = {remote.remote(r.scenario, "local", r.label): r for r in todo}
-        pending = list(refs)
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            try:
-                result = ray.get(ready[0])
-            except Exception as exc:  # the task itself died (node lost): report, go on
-                result = ("failed", {}, f"{type(exc).__name__}: {exc}")
-            finished(refs[ready[0]], result)
-    finally:
-        if owns:
-            ray.shutdown()
+    map_on_ray(_run_locally, todo, address, finished, lost)

@@ -79,7 +79,7 @@ def make_simulation(raw: dict[str, Any], run_dir: Path) -> Any:
     """A local simulation (the driver the algorithm asks for) that a test can step round by round."""
     from flsim.backends.local import LocalBackend
     from flsim.config.loading import load_scenario
-    from flsim.engine.simulation import simulation_class
+    from flsim.engine.modes import driver_class
     from flsim.progress import ProgressReporter
     from flsim.results.writer import RunWriter
     from flsim.tasks import build_task
@@ -88,7 +88,7 @@ def make_simulation(raw: dict[str, Any], run_dir: Path) -> Any:
     task = build_task(scenario.task, scenario.seed)
     backend = LocalBackend(scenario, task)
     backend.start()
-    driver = simulation_class(scenario)
+    driver = driver_class(scenario)
     return driver(scenario, task, backend, RunWriter(run_dir), ProgressReporter("test", "off"))
 
 

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 from torch import Tensor
 
 from flsim.algorithms.client import ClientContext, local_sgd
+from flsim.rng import SEED_0_STREAMS, Streams
 
 Tensors = dict[str, Tensor]
 #: How the server averages clients (B1): by sample count, or a plain mean over clients.
@@ -109,8 +110,9 @@ def tensor_bytes(message: Tensors) -> int:
 class RoundAlgorithm(ABC):
     """Base class for server/client algorithms driven in rounds (sync or buffered async).
 
-    ``seed`` and ``clients_per_round`` are the scenario's, for algorithms whose *server* makes
-    random or participation-dependent choices (FedAMD's anchor roles, docs/algorithms.md M2).
+    ``streams`` (the run's seeded streams) and ``clients_per_round`` (the scenario's) serve
+    algorithms whose *server* makes random or participation-dependent choices (FedAMD's
+    anchor roles, docs/algorithms.md M2) or whose clients compress stochastically.
     """
 
     name: ClassVar[str]
@@ -127,13 +129,13 @@ class RoundAlgorithm(ABC):
         num_clients: int,
         client_sizes: list[int],
         *,
-        seed: int = 0,
+        streams: Streams = SEED_0_STREAMS,
         clients_per_round: int | None = None,
     ) -> None:
         self.config = config
         self.num_clients = num_clients
         self.client_sizes = client_sizes
-        self.seed = seed
+        self.streams = streams
         self.clients_per_round = num_clients if clients_per_round is None else clients_per_round
 
     @classmethod
@@ -219,11 +221,28 @@ class RoundAlgorithm(ABC):
         return out
 
 
-REGISTRY: dict[str, type[RoundAlgorithm]] = {}
+class RegisteredAlgorithm(Protocol):
+    """What the registry needs of an algorithm class, whatever its mode.
+
+    ``mode`` picks the driver (:mod:`flsim.engine.modes`): ``sync`` and ``buffered`` are
+    :class:`RoundAlgorithm` subclasses, ``gossip`` are
+    :class:`~flsim.algorithms.gossip.GossipAlgorithm` and ``events`` are
+    :class:`~flsim.algorithms.events.EventAlgorithm`.
+    """
+
+    name: ClassVar[str]
+    mode: ClassVar[str]
+    Config: ClassVar[type[AlgorithmConfig]]
 
 
-def register(cls: type[RoundAlgorithm]) -> type[RoundAlgorithm]:
-    """Class decorator: make an algorithm available by its ``name`` in scenarios."""
+#: Every algorithm by name: the one registry, filled by :func:`register`.
+REGISTRY: dict[str, type[RegisteredAlgorithm]] = {}
+
+AlgorithmClass = TypeVar("AlgorithmClass", bound=type)
+
+
+def register(cls: AlgorithmClass) -> AlgorithmClass:
+    """Class decorator: make an algorithm of any mode available by its ``name`` in scenarios."""
     if cls.name in REGISTRY:
         raise ValueError(f"algorithm {cls.name!r} registered twice")
     REGISTRY[cls.name] = cls

@@ -36,7 +36,6 @@ from flsim.compression.compressors import Compressor
 from flsim.compression.config import CompressorConfig, build_compressor
 from flsim.compression.wire import decode, transmit
 from flsim.config.errors import ConfigError
-from flsim.rng import torch_rng
 
 __all__ = ["CompressedConfig", "CompressedRoundAlgorithm", "ContractiveConfig"]
 
@@ -154,7 +153,7 @@ class CompressedRoundAlgorithm(RoundAlgorithm):
         """(the encoded message C(v), its decoded value), randomness from this client and round."""
         generator = None
         if self.compressor.stochastic:
-            generator = torch_rng(self.seed, f"{self.name}.compressor", ctx.client, ctx.round_index)
+            generator = self.streams.torch(f"{self.name}.compressor", ctx.client, ctx.round_index)
         return transmit(self.compressor, v, generator)
 
     # -- server side ------------------------------------------------------------------------

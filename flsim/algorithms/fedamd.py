@@ -20,7 +20,6 @@ from flsim.algorithms.base import (
     tensor_bytes,
 )
 from flsim.algorithms.client import Batch, ClientContext
-from flsim.rng import numpy_rng
 
 
 class FedAMDConfig(AlgorithmConfig):
@@ -127,7 +126,7 @@ class FedAMD(RoundAlgorithm):
         if self.cfg.period is not None:
             every = (round_index + 1) % self.cfg.period == 0
             return torch.full((self.num_clients,), every, dtype=torch.bool)
-        draws = numpy_rng(self.seed, "fedamd.roles", 0, round_index).random(self.num_clients)
+        draws = self.streams.numpy("fedamd.roles", 0, round_index).random(self.num_clients)
         return torch.from_numpy(draws < self.anchor_probability())
 
     def table_weights(self) -> Tensor:

@@ -18,9 +18,10 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, PositiveInt, model_validator
 from torch import Tensor
 
-from flsim.algorithms.base import REGISTRY, AlgorithmConfig, Tensors, local_training
+from flsim.algorithms.base import AlgorithmConfig, Tensors, local_training, register
 from flsim.algorithms.client import ClientContext
 from flsim.algorithms.sam import sam_oracle
+from flsim.rng import SEED_0_STREAMS, Streams
 
 
 class GossipConfig(AlgorithmConfig):
@@ -38,9 +39,15 @@ class GossipAlgorithm(ABC):
     mode: ClassVar[str] = "gossip"
 
     def __init__(
-        self, config: GossipConfig, num_nodes: int, node_sizes: list[int], *, seed: int = 0, **_: Any
+        self,
+        config: GossipConfig,
+        num_nodes: int,
+        node_sizes: list[int],
+        *,
+        streams: Streams = SEED_0_STREAMS,
+        **_: Any,
     ) -> None:
-        self.seed = seed
+        self.streams = streams
         self.config = config
         self.num_nodes = num_nodes
         self.node_sizes = node_sizes
@@ -87,14 +94,7 @@ class GossipAlgorithm(ABC):
         return local_training(x, ctx, cfg, **kwargs)
 
 
-def register_gossip(cls: type[GossipAlgorithm]) -> type[GossipAlgorithm]:
-    if cls.name in REGISTRY:
-        raise ValueError(f"algorithm {cls.name!r} registered twice")
-    REGISTRY[cls.name] = cls  # type: ignore[assignment]
-    return cls
-
-
-@register_gossip
+@register
 class DPSGD(GossipAlgorithm):
     """(B7) x_i^{t+1} = Σ_j W_ij x_j^t − η g_i(x_i^t): the gradient is taken before mixing
     and applied after it. One gradient per round; ``order`` does not apply."""
@@ -111,7 +111,7 @@ class DPSGD(GossipAlgorithm):
         return mixed - state["pending_step"], rest
 
 
-@register_gossip
+@register
 class DFedAvg(GossipAlgorithm):
     """(B8) K local SGD steps, then one gossip step (Q = ``gossip_steps``)."""
 
@@ -125,7 +125,7 @@ class DFedAvgMConfig(GossipConfig):
     momentum: float = Field(0.9, ge=0, lt=1)
 
 
-@register_gossip
+@register
 class DFedAvgM(DFedAvg):
     """(B8) DFedAvg with heavy-ball momentum in the local steps (default 0.9)."""
 
@@ -138,7 +138,7 @@ class DFedSAMConfig(GossipConfig):
     perturb_eps: float = Field(1e-12, ge=0)
 
 
-@register_gossip
+@register
 class DFedSAM(GossipAlgorithm):
     """(D1–D2) K local SAM steps (the B4 rule) from x_i, then Q = 1 gossip step.
 
@@ -165,7 +165,7 @@ class DFedSAMMGSConfig(DFedSAMConfig):
         return self
 
 
-@register_gossip
+@register
 class DFedSAMMGS(DFedSAM):
     """(D2) DFedSAM with multiple gossip steps, Q = 4 by default (the paper's main setting)."""
 

@@ -10,9 +10,11 @@ from torch import Tensor
 from flsim.algorithms.base import Reply, Tensors
 from flsim.backends.base import Backend
 from flsim.config.schema import Scenario
-from flsim.engine.host import ClientHost
-from flsim.engine.node_host import NodeHost, NodeWork, Rows
-from flsim.engine.server import ServerCore
+from flsim.hosts.client_host import ClientHost
+from flsim.hosts.event_host import EventSimulation
+from flsim.hosts.node_host import NodeHost, NodeWork, Rows
+from flsim.hosts.server import ServerCore
+from flsim.hosts.sinks import Progress, RowSink
 from flsim.tasks.base import Task
 
 HostT = TypeVar("HostT", ClientHost, NodeHost)
@@ -103,3 +105,15 @@ class LocalNodeBackend(_InProcess[NodeHost]):
 
     def gather(self, vectors: dict[int, Tensor]) -> dict[int, Tensor]:
         return vectors
+
+
+class LocalEventCoordinator:
+    """An event-driven run in this process: the reference :class:`EventCoordinator`."""
+
+    def __init__(self, scenario: Scenario, task: Task, writer: RowSink, progress: Progress) -> None:
+        self.simulation = EventSimulation(scenario, task, writer, progress)
+
+    def run(self, checkpoint: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        if checkpoint is not None:
+            self.simulation.restore(checkpoint)
+        return self.simulation.run(), {"placement": {"kind": "local", "pid": os.getpid()}, "recoveries": 0}

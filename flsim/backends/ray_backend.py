@@ -1,4 +1,4 @@
-"""The Ray backend: a small pool of actors, each hosting many virtual clients or nodes (docs/architecture.md §4).
+"""The Ray backend: a small pool of actors, each hosting many clients or nodes (docs/architecture.md §4).
 
 * Client (or node) c lives on actor ``c % pool_size`` for the whole run, so its persistent
   state (control variates, duals, error buffers, x_i) never leaves that actor between rounds.
@@ -81,9 +81,9 @@ class _Worker:
         self.timeout: float | None = None
 
     def configure(self, role: str, scenario_data: dict[str, Any], nodes: list[int]) -> None:
-        from flsim.engine.host import ClientHost, configure_torch
-        from flsim.engine.node_host import NodeHost
-        from flsim.engine.server import ServerCore
+        from flsim.hosts.client_host import ClientHost, configure_torch
+        from flsim.hosts.node_host import NodeHost
+        from flsim.hosts.server import ServerCore
 
         self.release()
         scenario = Scenario.model_validate(scenario_data)
@@ -100,7 +100,7 @@ class _Worker:
     # -- the coordinator role -------------------------------------------------------------
     def start_events(self, scenario_data: dict[str, Any], checkpoint: dict[str, Any] | None) -> None:
         """Start a whole event-driven simulation on a thread of this actor."""
-        from flsim.engine.event_stream import StreamedEventRun
+        from flsim.backends.ray_events import StreamedEventRun
 
         self.host = StreamedEventRun(scenario_data, checkpoint)
 

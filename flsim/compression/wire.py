@@ -135,6 +135,22 @@ def _base(compressor: Compressor) -> tuple[Compressor, bool]:
     return compressor, False
 
 
+def _encode_randk(
+    base: RandK, d: int, value: Tensor, generator_state: Tensor | None, seed: int | None
+) -> Tensors:
+    """Rand-k: the kept values, and the seed (shared) or the packed indices to place them."""
+    k = base.kept(d)
+    if base.shared_seed:
+        if seed is None:
+            raise ValueError("rand-k with shared_seed needs the generator's seed")
+        idx = _randk_indices(d, k, _fresh(seed).get_state())
+        return {"values": value.index_select(0, idx), "seed": torch.tensor([seed], dtype=torch.int64)}
+    if generator_state is None:
+        raise ValueError("rand-k needs the generator state from before compression")
+    idx = _randk_indices(d, k, generator_state)
+    return {"values": value.index_select(0, idx), "indices": _pack_indices(idx, d)}
+
+
 def encode(
     compressor: Compressor,
     v: Tensor,
@@ -161,16 +177,7 @@ def encode(
         idx = torch.nonzero(topk_mask(v, base.kept(d))).reshape(-1)
         return {"values": value.index_select(0, idx), "indices": _pack_indices(idx, d)}
     if isinstance(base, RandK):
-        k = base.kept(d)
-        if base.shared_seed:
-            if seed is None:
-                raise ValueError("rand-k with shared_seed needs the generator's seed")
-            idx = _randk_indices(d, k, _fresh(seed).get_state())
-            return {"values": value.index_select(0, idx), "seed": torch.tensor([seed], dtype=torch.int64)}
-        if generator_state is None:
-            raise ValueError("rand-k needs the generator state from before compression")
-        idx = _randk_indices(d, k, generator_state)
-        return {"values": value.index_select(0, idx), "indices": _pack_indices(idx, d)}
+        return _encode_randk(base, d, value, generator_state, seed)
     if isinstance(base, ScaledSign):
         # value = scale · (±1): |value_0| is the scale exactly; a zero scale sends + signs.
         return {"scale": _scalar(value[0].abs(), value), "signs": _pack_bits(torch.signbit(value))}

@@ -104,41 +104,48 @@ def validate_scenario(raw: dict[str, Any]) -> Scenario:
         from flsim.tasks import check_task
 
         check_task(scenario.task)
-        mode = getattr(REGISTRY[config.name], "mode", "sync")
-        if scenario.topology is not None and mode not in ("gossip", "events"):
-            raise ConfigError(
-                "topology",
-                scenario.topology.kind or scenario.topology.file,
-                f"{config.name!r} is a {mode!r} algorithm and ignores the topology; remove the section",
-            )
-        if scenario.topology is not None:
-            from flsim.topology.schedule import check_topology
-
-            check_topology(scenario.topology, scenario.task.num_clients, scenario.seed)
-        if scenario.time == "wall" and mode != "events":
-            raise ConfigError(
-                "time", "wall", f"wall-clock mode runs event-driven algorithms, not {mode!r} ones"
-            )
-        if scenario.compression.choco is not None and mode != "gossip":
-            reason = f"CHOCO corrects gossip between nodes; {config.name!r} is a {mode!r} algorithm"
-            raise ConfigError("compression.choco", scenario.compression.choco.model_dump(), reason)
-        if scenario.compression.downlink is not None and mode != "sync":
-            reason = f"a compressed downlink is supported by the synchronous driver only, not {mode!r}"
-            raise ConfigError("compression.downlink", scenario.compression.downlink.kind, reason)
+        _check_mode_sections(scenario, config.name, getattr(REGISTRY[config.name], "mode", "sync"))
     else:
-        from flsim.studies import load_builtin_studies
-
-        studies = load_builtin_studies()
-        if scenario.study.get("name") not in studies:
-            raise ConfigError(
-                "study.name", scenario.study.get("name"), f"unknown study; choose from {sorted(studies)}"
-            )
-        parameters = {key: value for key, value in scenario.study.items() if key != "name"}
-        try:
-            studies[scenario.study["name"]].params.model_validate(parameters)
-        except ValidationError as exc:
-            raise _errors_from_validation(exc, prefix="study") from None
+        _check_study(scenario)
     return scenario
+
+
+def _check_mode_sections(scenario: Scenario, name: str, mode: str) -> None:
+    """Sections that only some driver modes use: a section the mode would ignore is an error."""
+    if scenario.topology is not None and mode not in ("gossip", "events"):
+        raise ConfigError(
+            "topology",
+            scenario.topology.kind or scenario.topology.file,
+            f"{name!r} is a {mode!r} algorithm and ignores the topology; remove the section",
+        )
+    if scenario.topology is not None:
+        from flsim.topology.schedule import check_topology
+
+        check_topology(scenario.topology, scenario.task.num_clients, scenario.seed)
+    if scenario.time == "wall" and mode != "events":
+        raise ConfigError("time", "wall", f"wall-clock mode runs event-driven algorithms, not {mode!r} ones")
+    if scenario.compression.choco is not None and mode != "gossip":
+        reason = f"CHOCO corrects gossip between nodes; {name!r} is a {mode!r} algorithm"
+        raise ConfigError("compression.choco", scenario.compression.choco.model_dump(), reason)
+    if scenario.compression.downlink is not None and mode != "sync":
+        reason = f"a compressed downlink is supported by the synchronous driver only, not {mode!r}"
+        raise ConfigError("compression.downlink", scenario.compression.downlink.kind, reason)
+
+
+def _check_study(scenario: Scenario) -> None:
+    """The study exists and its parameters fit its own model."""
+    from flsim.studies import load_builtin_studies
+
+    studies = load_builtin_studies()
+    if scenario.study.get("name") not in studies:
+        raise ConfigError(
+            "study.name", scenario.study.get("name"), f"unknown study; choose from {sorted(studies)}"
+        )
+    parameters = {key: value for key, value in scenario.study.items() if key != "name"}
+    try:
+        studies[scenario.study["name"]].params.model_validate(parameters)
+    except ValidationError as exc:
+        raise _errors_from_validation(exc, prefix="study") from None
 
 
 def load_scenario(source: str | Path | dict[str, Any], overrides: list[str] | None = None) -> Scenario:

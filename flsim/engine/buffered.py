@@ -31,8 +31,7 @@ from flsim.backends.base import Backend
 from flsim.config.schema import Scenario
 from flsim.engine.events import EventQueue
 from flsim.engine.simulation import RoundSimulation
-from flsim.progress import ProgressReporter
-from flsim.results.writer import RunWriter
+from flsim.hosts.sinks import Progress, Writer
 from flsim.rng import numpy_rng
 from flsim.tasks.base import Task
 
@@ -73,8 +72,8 @@ class BufferedSimulation(RoundSimulation):
         scenario: Scenario,
         task: Task,
         backend: Backend,
-        writer: RunWriter,
-        progress: ProgressReporter,
+        writer: Writer,
+        progress: Progress,
     ) -> None:
         super().__init__(scenario, task, backend, writer, progress)
         config = self.algorithm.config

@@ -21,13 +21,12 @@ from torch import Tensor
 from flsim.algorithms.gossip import GossipAlgorithm
 from flsim.compression.config import build_compressor
 from flsim.config.schema import Scenario
-from flsim.engine.host import build_algorithm
 from flsim.engine.loop import RoundLoop
-from flsim.engine.node_host import Rows
-from flsim.engine.simulation import Counters
 from flsim.engine.system import SystemModel
-from flsim.progress import ProgressReporter
-from flsim.results.writer import RunWriter
+from flsim.hosts.client_host import build_algorithm
+from flsim.hosts.counters import Counters
+from flsim.hosts.node_host import Rows
+from flsim.hosts.sinks import Progress, Writer
 from flsim.tasks.base import Task
 
 
@@ -46,8 +45,8 @@ class GossipSimulation(RoundLoop):
         scenario: Scenario,
         task: Task,
         backend: Any,
-        writer: RunWriter,
-        progress: ProgressReporter,
+        writer: Writer,
+        progress: Progress,
     ) -> None:
         from flsim.topology.schedule import build_schedule
 

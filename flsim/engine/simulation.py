@@ -5,54 +5,29 @@ virtual time T. The backend runs the clients' updates as one batch of independen
 Each reply is then scheduled on the heap at T + latency(down) + compute(steps) +
 latency(up) and popped in (time, sequence) order; the synchronous server aggregates once
 every reply has arrived. The driver only schedules and accounts: the server state lives
-in the backend's server role (:mod:`flsim.engine.server`), in process or on a Ray actor.
+in the backend's server role (:mod:`flsim.hosts.server`), in process or on a Ray actor.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors
 from flsim.backends.base import Backend
 from flsim.config.schema import Scenario
 from flsim.engine.events import EventQueue
-from flsim.engine.host import build_algorithm
 from flsim.engine.loop import RoundLoop
 from flsim.engine.sampling import sample_clients
-from flsim.engine.server import ServerRole
 from flsim.engine.system import SystemModel
-from flsim.progress import ProgressReporter
-from flsim.results.writer import RunWriter
+from flsim.hosts.client_host import build_algorithm
+from flsim.hosts.counters import Counters
+from flsim.hosts.server import ServerRole
+from flsim.hosts.sinks import Progress, Writer
 from flsim.tasks.base import Task
 
 #: The round index clients see during an algorithm's initial phase (before round 0).
 INIT_ROUND = -1
-
-
-def simulation_class(scenario: Scenario) -> type[RoundSimulation]:
-    """The driver an algorithm asks for: synchronous rounds, or buffered async (FedBuff, B6)."""
-    from flsim.algorithms import REGISTRY
-
-    name = scenario.algorithm.get("name")
-    if name in REGISTRY and REGISTRY[name].mode == "buffered":
-        from flsim.engine.buffered import BufferedSimulation
-
-        return BufferedSimulation
-    return RoundSimulation
-
-
-@dataclass
-class Counters:
-    """Cumulative accounting carried across rounds and through checkpoints."""
-
-    round: int = 0
-    virtual_time: float = 0.0
-    events: int = 0
-    bytes_up: int = 0
-    bytes_down: int = 0
-    grad_evals: int = 0
-    wall_time: float = 0.0
 
 
 class RoundSimulation(RoundLoop):
@@ -63,8 +38,8 @@ class RoundSimulation(RoundLoop):
         scenario: Scenario,
         task: Task,
         backend: Backend,
-        writer: RunWriter,
-        progress: ProgressReporter,
+        writer: Writer,
+        progress: Progress,
     ) -> None:
         super().__init__(scenario, task, backend, writer, progress)
         #: The driver's own instance, for hyperparameters only; the server's state is held by

@@ -356,6 +356,25 @@ def default_figures(df: pd.DataFrame, names: dict[str, str] | None = None) -> di
 
 
 # -- spec panels: one aggregated curve per group ---------------------------------------------------
+def _run_trace(curve: tuple[Any, Any], run_dir: str, label: str, c: str, col: int) -> dict[str, Any]:
+    """One run's own faint line under its group's centre line (``show_runs``)."""
+    rx, ry = curve
+    return {
+        "type": "scatter",
+        "x": values(rx),
+        "y": values(ry),
+        "mode": "lines",
+        "line": {"color": rgba(c, 0.35), "width": 1},
+        "name": label,
+        "legendgroup": label,
+        "showlegend": False,
+        "hoverinfo": "skip",
+        "xaxis": f"x{_axis_suffix(col)}",
+        "yaxis": f"y{_axis_suffix(col)}",
+        "meta": {"group": label, "role": "run", "run_dir": run_dir},
+    }
+
+
 def spec_panel_figure(
     df: pd.DataFrame, groups: pd.Series, spec: DashboardSpec, panel: PanelSpec, index: int
 ) -> Figure:
@@ -386,24 +405,7 @@ def spec_panel_figure(
                 continue
             c = color(g)
             if panel.show_runs:
-                for r in run_dirs:
-                    rx, ry = curves[r]
-                    traces.append(
-                        {
-                            "type": "scatter",
-                            "x": values(rx),
-                            "y": values(ry),
-                            "mode": "lines",
-                            "line": {"color": rgba(c, 0.35), "width": 1},
-                            "name": label,
-                            "legendgroup": label,
-                            "showlegend": False,
-                            "hoverinfo": "skip",
-                            "xaxis": f"x{_axis_suffix(col)}",
-                            "yaxis": f"y{_axis_suffix(col)}",
-                            "meta": {"group": label, "role": "run", "run_dir": r},
-                        }
-                    )
+                traces += [_run_trace(curves[r], r, label, c, col) for r in run_dirs]
             stats = aggregate_curves(
                 curves, run_dirs, spec.aggregate.center, band if len(run_dirs) > 1 else "none"
             )

@@ -107,23 +107,7 @@ def plot_topology(graph: nx.Graph, mixing: Mixing, path: str | Path, *, seed: in
     top = max(weights, default=1.0) or 1.0
     widths = [0.5 + 4.5 * w / top for w in weights]
     if importlib.util.find_spec("matplotlib") is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        figure, axes = plt.subplots(figsize=(6, 6))
-        for (i, j), width in zip(mixing.edges, widths, strict=True):
-            axes.plot(
-                *zip(positions[i], positions[j], strict=True), color="tab:blue", linewidth=width, zorder=1
-            )
-        xs, ys = zip(*(positions[i] for i in range(graph.number_of_nodes())), strict=True)
-        axes.scatter(xs, ys, s=60, color="white", edgecolors="black", zorder=2)
-        axes.set_title(f"{mixing.method}: SLEM {mixing.slem:.4f}")
-        axes.set_axis_off()
-        figure.savefig(target, dpi=120, bbox_inches="tight")
-        plt.close(figure)
-        return target
+        return _plot_matplotlib(graph, mixing, positions, widths, target)
     if importlib.util.find_spec("plotly") is not None and importlib.util.find_spec("kaleido") is not None:
         import plotly.graph_objects as go
 
@@ -156,6 +140,31 @@ def plot_topology(graph: nx.Graph, mixing: Mixing, path: str | Path, *, seed: in
     title = f"{mixing.method}: SLEM {mixing.slem:.4f}"
     signed = [float(mixing.weights[i, j]) for i, j in mixing.edges]
     return draw_graph_png(positions, mixing.edges, signed, target, title=title)
+
+
+def _plot_matplotlib(
+    graph: nx.Graph,
+    mixing: Mixing,
+    positions: dict[int, tuple[float, float]],
+    widths: list[float],
+    target: Path,
+) -> Path:
+    """The matplotlib drawing of :func:`plot_topology`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 6))
+    for (i, j), width in zip(mixing.edges, widths, strict=True):
+        axes.plot(*zip(positions[i], positions[j], strict=True), color="tab:blue", linewidth=width, zorder=1)
+    xs, ys = zip(*(positions[i] for i in range(graph.number_of_nodes())), strict=True)
+    axes.scatter(xs, ys, s=60, color="white", edgecolors="black", zorder=2)
+    axes.set_title(f"{mixing.method}: SLEM {mixing.slem:.4f}")
+    axes.set_axis_off()
+    figure.savefig(target, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    return target
 
 
 def _layout(graph: nx.Graph, seed: int) -> dict[int, tuple[float, float]]:

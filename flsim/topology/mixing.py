@@ -285,10 +285,18 @@ def mixing_matrix(
         raise ConfigError(key, method, f"unknown mixing; choose one of {list(MIXING_METHODS)}")
     if sdp_backend not in SDP_BACKENDS:
         raise ConfigError("sdp_backend", sdp_backend, f"choose one of {list(SDP_BACKENDS)}")
-    n = graph.number_of_nodes()
     edges = edge_list(graph)
     start = time.perf_counter()
+    if method == "uniform" or method in HEURISTICS:
+        return _closed_form(graph, method, edges, key, start)
+    return _optimized(graph, method, edges, solver, sdp_backend, first_order_iterations, start)
 
+
+def _closed_form(
+    graph: nx.Graph, method: str, edges: list[tuple[int, int]], key: str, start: float
+) -> Mixing:
+    """Uniform weights, or one of the closed-form heuristics (Metropolis, max-degree, best constant)."""
+    n = graph.number_of_nodes()
     if method == "uniform":
         weights = uniform(graph, key=key)
         check_mixing(weights, graph, nonnegative=True)
@@ -321,6 +329,18 @@ def mixing_matrix(
             edges=edges,
         )
 
+
+def _optimized(
+    graph: nx.Graph,
+    method: str,
+    edges: list[tuple[int, int]],
+    solver: str,
+    sdp_backend: str,
+    first_order_iterations: int | None,
+    start: float,
+) -> Mixing:
+    """FDLA or FMMC weights from an SDP solver; Metropolis (flagged ``fallback``) if it fails."""
+    n = graph.number_of_nodes()
     used = choose_solver(n, len(edges), solver)
     nonnegative = method == "fmmc"
     try:
@@ -349,16 +369,8 @@ def mixing_matrix(
         )
     seconds = time.perf_counter() - start
     value = slem(weights)
-    logger.debug(
-        "%s weights on %d nodes by %s: SLEM %.9f (%s, %d iterations, %.2f s)",
-        method,
-        n,
-        solution.solver,
-        value,
-        solution.status,
-        solution.iterations,
-        seconds,
-    )
+    facts = (solution.solver, value, solution.status, solution.iterations, seconds)
+    logger.debug("%s weights on %d nodes by %s: SLEM %.9f (%s, %d iterations, %.2f s)", method, n, *facts)
     return Mixing(
         weights,
         method,

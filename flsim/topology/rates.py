@@ -212,24 +212,62 @@ def optimal_rates(
     if len(edges) <= 1:
         return uniform
     if formulation == "barrier":
-        try:
-            with single_blas_thread():
-                solution = solve_rates(b, np.asarray(uniform.rates))
-            best, _, _ = _to_boundary(b, solution.rates)
-        except (RuntimeError, ValueError, np.linalg.LinAlgError) as exc:
-            logger.warning("optimal rates: barrier method failed (%s); falling back to the 1-D search", exc)
-            formulation = "flow"
-        else:
-            return _checked(
-                b,
-                edges,
-                best,
-                uniform,
-                method="sdp",
-                a=1.0 / solution.tau,
-                solves=1,
-                seconds=time.perf_counter() - started,
-            )
+        result = _barrier(b, edges, uniform, started)
+        if result is not None:
+            return result
+        formulation = "flow"
+    values, solutions = _search(b, uniform, solver, formulation, grid, grid_ratio, refinements)
+    finite = [p for p in values if math.isfinite(values[p])]
+    seconds = time.perf_counter() - started
+    if not finite:
+        logger.warning("optimal rates: every SDP slice failed; using uniform rates")
+        return _with(uniform, method="uniform (SDP failed)", solves=len(values), seconds=seconds)
+    best_key = min(finite, key=lambda p: values[p])
+    return _checked(
+        b,
+        edges,
+        solutions[best_key],
+        uniform,
+        method="sdp",
+        a=math.exp(best_key),
+        solves=len(values),
+        seconds=seconds,
+    )
+
+
+def _barrier(
+    b: np.ndarray, edges: list[tuple[int, int]], uniform: EdgeRates, started: float
+) -> EdgeRates | None:
+    """(A6) as one convex problem by the barrier method; None (logged) when it fails."""
+    try:
+        with single_blas_thread():
+            solution = solve_rates(b, np.asarray(uniform.rates))
+        best, _, _ = _to_boundary(b, solution.rates)
+    except (RuntimeError, ValueError, np.linalg.LinAlgError) as exc:
+        logger.warning("optimal rates: barrier method failed (%s); falling back to the 1-D search", exc)
+        return None
+    return _checked(
+        b,
+        edges,
+        best,
+        uniform,
+        method="sdp",
+        a=1.0 / solution.tau,
+        solves=1,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _search(
+    b: np.ndarray,
+    uniform: EdgeRates,
+    solver: str | None,
+    formulation: str,
+    grid: int,
+    grid_ratio: float,
+    refinements: int,
+) -> tuple[dict[float, float], dict[float, np.ndarray]]:
+    """The 1-D search over log a: (total rate per evaluated log a, boundary rates per finite one)."""
     with single_blas_thread():
         problem = _SliceProblem(b, solver, formulation)
         values: dict[float, float] = {}
@@ -275,22 +313,7 @@ def optimal_rates(
             else:
                 low, x1 = x1, x2
                 x2 = low + GOLDEN * (high - low)
-    finite = [p for p in values if math.isfinite(values[p])]
-    seconds = time.perf_counter() - started
-    if not finite:
-        logger.warning("optimal rates: every SDP slice failed; using uniform rates")
-        return _with(uniform, method="uniform (SDP failed)", solves=len(values), seconds=seconds)
-    best_key = min(finite, key=lambda p: values[p])
-    return _checked(
-        b,
-        edges,
-        solutions[best_key],
-        uniform,
-        method="sdp",
-        a=math.exp(best_key),
-        solves=len(values),
-        seconds=seconds,
-    )
+    return values, solutions
 
 
 def _checked(

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import flsim
-from flsim.engine.state_store import ClientStateStore, state_bytes
+from flsim.hosts.state_store import ClientStateStore, state_bytes
 from tests.builders import make_simulation, metrics_without_wall_time, tiny_linreg
 
 

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 import flsim
-from flsim.algorithms.events import AdomPlus, AdomPlusConstants, laplacian
+from flsim.algorithms.adom_plus import AdomPlus, AdomPlusConstants
+from flsim.algorithms.events import laplacian
 from flsim.config.loading import load_scenario
-from flsim.engine.event_driver import EventSimulation, RowCollector
+from flsim.hosts.event_host import EventSimulation
+from flsim.hosts.sinks import RowCollector
 from flsim.progress import ProgressReporter
 from flsim.tasks import build_task
 

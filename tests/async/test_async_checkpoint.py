@@ -8,7 +8,9 @@ import json
 import pytest
 
 import flsim
-from flsim.algorithms.events import DADAO, AdomPlus, AsyncGossipSGD
+from flsim.algorithms.adom_plus import AdomPlus
+from flsim.algorithms.async_gossip_sgd import AsyncGossipSGD
+from flsim.algorithms.dadao import DADAO
 
 CYCLE = {"time_varying": "cycle", "cycle": [{"kind": "ring"}, {"kind": "star"}]}
 

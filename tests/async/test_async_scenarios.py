@@ -10,7 +10,7 @@ import pytest
 
 import flsim
 from flsim.config.loading import load_scenario, read_yaml
-from flsim.engine.event_driver import event_graphs
+from flsim.hosts.event_host import event_graphs
 from flsim.sweep import expand_sweep
 
 FOLDER = Path(__file__).resolve().parents[2] / "scenarios" / "async"

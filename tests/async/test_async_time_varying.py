@@ -11,7 +11,8 @@ import pytest
 import flsim
 from flsim.config.errors import ConfigError
 from flsim.config.loading import load_scenario
-from flsim.engine.event_driver import EventSimulation, RowCollector
+from flsim.hosts.event_host import EventSimulation
+from flsim.hosts.sinks import RowCollector
 from flsim.progress import ProgressReporter
 from flsim.tasks import build_task
 

@@ -17,7 +17,7 @@ from flsim.backends.local import LocalNodeBackend
 from flsim.config.errors import ConfigError, ConfigErrors
 from flsim.config.loading import load_scenario
 from flsim.engine.gossip import GossipSimulation, mixing_rows
-from flsim.engine.node_host import HAT_KEY
+from flsim.hosts.node_host import HAT_KEY
 from flsim.results.writer import RunWriter
 from tests.builders import metrics_without_wall_time, run_until_crash, tiny_linreg
 

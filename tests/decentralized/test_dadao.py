@@ -9,10 +9,11 @@ import pytest
 import scipy.linalg
 
 import flsim
+from flsim.algorithms.dadao import DADAO
 from flsim.algorithms.dadao_ode import DadaoConstants, DadaoFlow
-from flsim.algorithms.events import DADAO
 from flsim.config.loading import load_scenario
-from flsim.engine.host import initial_model
+from flsim.hosts.client_host import initial_model
+from flsim.rng import Streams
 from flsim.tasks import build_task
 from flsim.topology import build_graph, uniform_edge_rates
 from tests.builders import make_ridge
@@ -23,7 +24,9 @@ def _algorithm(raw):
     task = build_task(scenario.task, scenario.seed)
     rates = uniform_edge_rates(build_graph("ring", {}, task.num_clients, 0))
     config = DADAO.Config.model_validate(scenario.algorithm)
-    return DADAO(config, task, rates.edges, rates.chi1, scenario.seed, initial_model(scenario, task)), task
+    return DADAO(
+        config, task, rates.edges, rates.chi1, Streams(scenario.seed), initial_model(scenario, task)
+    ), task
 
 
 @pytest.mark.parametrize(("mu", "smoothness"), [(1.0, 1.0), (0.01, 10.0)])

@@ -8,7 +8,7 @@ import torch
 
 import flsim
 from flsim.engine.gossip import mixing_rows
-from flsim.engine.node_host import mix_vectors
+from flsim.hosts.node_host import mix_vectors
 from tests.builders import tiny_linreg
 
 

@@ -15,12 +15,10 @@ import torch
 
 import flsim
 from flsim.algorithms import REGISTRY
-from flsim.api import is_decentralized
 from flsim.backends.base import WorkerLost
 from flsim.backends.ray_backend import RayBackend, RayCoordinator
 from flsim.config.loading import load_scenario
-from flsim.engine.gossip import GossipSimulation
-from flsim.engine.simulation import simulation_class
+from flsim.engine.modes import driver_class
 from flsim.tasks import build_task
 from tests.builders import metrics_without_wall_time, tiny_digits, tiny_linreg
 
@@ -97,7 +95,7 @@ def _kill_before_round(
 ) -> list[int]:
     """Send ``how`` to the ``victim`` actor's process once, just before ``round_index`` runs."""
     scenario = load_scenario(raw)
-    driver = GossipSimulation if is_decentralized(scenario) else simulation_class(scenario)
+    driver = driver_class(scenario)
     original = driver.run_round
     killed: list[int] = []
 

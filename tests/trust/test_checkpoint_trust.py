@@ -8,7 +8,7 @@ import torch
 import flsim
 from flsim.config.errors import ConfigError
 from flsim.engine.simulation import RoundSimulation
-from flsim.engine.state_store import ClientStateStore
+from flsim.hosts.state_store import ClientStateStore
 from flsim.results.writer import CHECKPOINT, CHECKPOINT_FORMAT, RunWriter
 from tests.builders import run_until_crash, tiny_linreg
 from tests.trust.helpers import Planted, cli, one_error_line

@@ -100,7 +100,7 @@ def test_a_truncated_checkpoint_is_one_line_naming_the_file(crashed, capsys):
 
 def test_an_event_run_with_rows_missing_before_its_checkpoint_is_refused(tmp_path, capsys, monkeypatch):
     """Event runs carry their rows in the checkpoint; the file must still begin with them."""
-    from flsim.algorithms.events import DADAO
+    from flsim.algorithms.dadao import DADAO
     from tests.builders import make_ridge
 
     raw = make_ridge({"name": "dadao"}, eval={"every_time": 4.0}, checkpoint={"every": 3})

@@ -1,7 +1,7 @@
 """An event-driven run on a Ray coordinator actor, streamed back to the driver as it goes.
 
 The event sequence is sequential by nature (each event may read what the previous one
-wrote), so the whole :class:`~flsim.engine.event_driver.EventSimulation` runs in one place:
+wrote), so the whole :class:`~flsim.hosts.event_host.EventSimulation` runs in one place:
 a thread of the coordinator actor (:class:`StreamedEventRun`). What a local run would write
 (metrics rows, checkpoints) is queued there instead, and the driver drains the queue with
 short polls (:func:`run_streamed`). So, on Ray as locally:
@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from flsim.backends.base import WorkerLost
 from flsim.config.schema import Scenario
-from flsim.progress import ProgressReporter
-from flsim.results.writer import RunWriter
+from flsim.hosts.sinks import Progress, Silent, Writer
 
 if TYPE_CHECKING:
     from flsim.backends.ray_backend import RayCoordinator
+    from flsim.tasks.base import Task
 
 log = logging.getLogger("flsim")
 
@@ -61,15 +61,15 @@ class StreamedEventRun:
         self.outputs.put(("truncate", last_round))
 
     def _run(self, scenario_data: dict[str, Any], checkpoint: dict[str, Any] | None) -> None:
-        from flsim.engine.event_driver import EventSimulation
-        from flsim.engine.host import configure_torch
+        from flsim.hosts.client_host import configure_torch
+        from flsim.hosts.event_host import EventSimulation
         from flsim.tasks import build_task
 
         try:
             scenario = Scenario.model_validate(scenario_data)
             configure_torch(scenario.backend.torch_threads)
             task = build_task(scenario.task, scenario.seed)
-            simulation = EventSimulation(scenario, task, self, ProgressReporter("events", "off"))  # type: ignore[arg-type]
+            simulation = EventSimulation(scenario, task, self, Silent())
             if checkpoint is not None:
                 simulation.restore(checkpoint)
             simulation.run()
@@ -94,12 +94,12 @@ class StreamedEventRun:
 def run_streamed(
     coordinator: RayCoordinator,
     scenario: Scenario,
-    writer: RunWriter,
-    progress: ProgressReporter,
+    writer: Writer,
+    progress: Progress,
     checkpoint: dict[str, Any] | None,
 ) -> tuple[dict[str, Any], int]:
     """Drive a :class:`StreamedEventRun` on ``coordinator``; returns (last row, recoveries)."""
-    from flsim.engine.event_driver import expected_rows
+    from flsim.hosts.event_host import expected_rows
 
     wait = min(POLL_SECONDS, scenario.backend.timeout_s / 2)
     recoveries = 0
@@ -132,3 +132,27 @@ def run_streamed(
             log.warning("%s; continuing on a new coordinator from %s", exc, start)
             coordinator.recover()
             writer.truncate_metrics(-1)  # the new run writes every row again (restored or anew)
+
+
+class RayEventCoordinator:
+    """An event-driven run on one Ray actor, streamed back: the Ray :class:`EventCoordinator`.
+
+    The task is rebuilt on the actor from the scenario, so ``task`` is not shipped.
+    """
+
+    def __init__(self, scenario: Scenario, task: Task, writer: Writer, progress: Progress) -> None:
+        del task  # rebuilt on the actor
+        self.scenario, self.writer, self.progress = scenario, writer, progress
+
+    def run(self, checkpoint: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        from flsim.backends.ray_backend import RayCoordinator
+
+        coordinator = RayCoordinator(self.scenario)
+        coordinator.start()
+        try:
+            final, recoveries = run_streamed(
+                coordinator, self.scenario, self.writer, self.progress, checkpoint
+            )
+            return final, {"placement": coordinator.describe(), "recoveries": recoveries}
+        finally:
+            coordinator.shutdown()

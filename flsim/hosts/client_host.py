@@ -15,9 +15,9 @@ from torch import Tensor
 from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors, parse_algorithm_config
 from flsim.algorithms.client import ClientContext
 from flsim.config.schema import Scenario
-from flsim.engine.channels import send_uplink, uplink_channel
-from flsim.engine.state_store import ClientStateStore
-from flsim.rng import torch_rng
+from flsim.hosts.channels import send_uplink, uplink_channel
+from flsim.hosts.state_store import ClientStateStore
+from flsim.rng import Streams, torch_rng
 from flsim.tasks import build_task
 from flsim.tasks.base import Task
 
@@ -42,7 +42,7 @@ def build_algorithm(scenario: Scenario, task: Task) -> RoundAlgorithm:
         config,
         task.num_clients,
         task.client_sizes(),
-        seed=scenario.seed,
+        streams=Streams(scenario.seed),
         clients_per_round=scenario.expected_participants(),
     )
 

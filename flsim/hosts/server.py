@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors
 from flsim.config.schema import Scenario
-from flsim.engine.channels import DownlinkChannel
-from flsim.engine.host import build_algorithm, initial_model
+from flsim.hosts.channels import DownlinkChannel
+from flsim.hosts.client_host import build_algorithm, initial_model
 from flsim.rng import torch_rng
 from flsim.tasks import build_task
 from flsim.tasks.base import Task

@@ -1,6 +1,6 @@
 """A host for decentralized nodes: their data, their models, their local work and their mixing.
 
-Like :class:`flsim.engine.host.ClientHost`, a node host builds the task from the scenario
+Like :class:`flsim.hosts.client_host.ClientHost`, a node host builds the task from the scenario
 itself and owns the persistent state of the nodes it is given (x_i and any algorithm
 state). Mixing runs on the host that owns the receiving node: it is handed the neighbours'
 vectors (by object reference on Ray) and sums Σ_j W_ij z_j in node-id order, so the result
@@ -25,7 +25,7 @@ from flsim.algorithms.client import ClientContext
 from flsim.algorithms.gossip import GossipAlgorithm
 from flsim.compression.config import build_compressor
 from flsim.config.schema import Scenario
-from flsim.engine.host import build_algorithm, configure_torch, initial_model
+from flsim.hosts.client_host import build_algorithm, configure_torch, initial_model
 from flsim.rng import torch_rng
 from flsim.tasks import build_task
 from flsim.tasks.base import Task

@@ -26,37 +26,22 @@ from typing import Any
 import numpy as np
 
 from flsim.config.schema import Scenario
-
-
-def node_state(algorithm: Any, node: int) -> dict[str, np.ndarray]:
-    """Copies of one node's rows of every per-node state array of an event algorithm."""
-    n = algorithm.num_nodes
-    out = {}
-    for name in algorithm.state_fields:
-        array = getattr(algorithm, name)
-        if isinstance(array, np.ndarray) and array.ndim and array.shape[0] == n:
-            out[name] = np.array(array[node], copy=True)
-    return out
-
-
-def set_node_state(algorithm: Any, node: int, state: dict[str, np.ndarray]) -> None:
-    for name, value in state.items():
-        getattr(algorithm, name)[node] = value
+from flsim.hosts.event_host import node_state, set_node_state
 
 
 class _WallWorker:
     """An asyncio actor: its nodes' and edges' clocks, and the far end of remote edges."""
 
     def __init__(self, scenario_data: dict[str, Any], index: int, pool_size: int) -> None:
-        from flsim.engine.event_driver import EventSimulation, RowCollector
-        from flsim.engine.host import configure_torch
-        from flsim.progress import ProgressReporter
+        from flsim.hosts.client_host import configure_torch
+        from flsim.hosts.event_host import EventSimulation
+        from flsim.hosts.sinks import RowCollector, Silent
         from flsim.tasks import build_task
 
         scenario = Scenario.model_validate(scenario_data)
         configure_torch(scenario.backend.torch_threads)
         task = build_task(scenario.task, scenario.seed)
-        simulation = EventSimulation(scenario, task, RowCollector(), ProgressReporter("wall", "off"))  # type: ignore[arg-type]
+        simulation = EventSimulation(scenario, task, RowCollector(), Silent())
         self.algorithm = simulation.algorithm
         self.edges = simulation.edges
         self.edge_rates = simulation.edge_rates
@@ -164,39 +149,3 @@ def run_wall(
         for t, kind, i, j in log:
             handle.write(json.dumps({"t": t, "kind": kind, "i": i, "j": j}) + "\n")
     return log, states, [{"pid": result["pid"]} for result in results]
-
-
-def replay(scenario: Scenario, task: Any, writer: Any, log: list[tuple[float, str, int, int]]) -> Any:
-    """Apply a realised event log in time order on the virtual-time engine (deterministic).
-
-    Metrics rows are written on the ``eval.every_time`` grid, as in a virtual-time run.
-    Returns the simulation, whose algorithm holds the final state.
-    """
-    from flsim.engine.event_driver import EventSimulation
-    from flsim.progress import ProgressReporter
-
-    simulation = EventSimulation(scenario, task, writer, ProgressReporter("replay", "off"))
-    algorithm, counters = simulation.algorithm, simulation.counters
-    every = simulation.every_time
-    writer.append_metrics(simulation.metrics_row(0.0))
-    next_eval = every
-    for t, kind, i, j in log:
-        while next_eval <= t:
-            counters.round += 1
-            writer.append_metrics(simulation.metrics_row(next_eval))
-            next_eval += every
-        counters.virtual_time = t
-        if kind == "gradient":
-            algorithm.on_compute(i, t)
-            counters.grad_evals += 1
-        else:
-            algorithm.on_edge(i, j, t)
-            counters.communications += 1
-            counters.bytes_up += 2 * simulation.message_bytes
-            counters.bytes_down += 2 * simulation.message_bytes
-        counters.events += 1
-    end = float(scenario.budget.time or (log[-1][0] if log else 0.0))
-    counters.round += 1
-    counters.virtual_time = end
-    writer.append_metrics(simulation.metrics_row(end))
-    return simulation
