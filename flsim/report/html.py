@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from flsim.report.figures import (
 from flsim.report.spec import DashboardSpec, FinalTableSpec, TargetTableSpec, load_spec
 from flsim.report.study import study_section
 from flsim.results.loading import PathLike, Results, config_value, flatten_config, load_results
+from flsim.results.writer import atomic_write_text
 
 __all__ = [
     "BAND_METRICS",
@@ -628,24 +628,7 @@ def _write_shared_plotly(path: Path) -> None:
 
     text = get_plotlyjs()
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
-        _atomic_write_text(path, text)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same directory and ``os.replace`` it into place.
-
-    A reader (a browser refresh, a CI artifact upload) then never sees a half-written report.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write_text(path, text)
 
 
 def write_report(
@@ -678,6 +661,6 @@ def write_report(
     out = Path(out_path)
     if plotly == "file":
         _write_shared_plotly(out.parent / PLOTLY_FILE)
-    _atomic_write_text(out, render_report(results, title, parsed, plotly))
+    atomic_write_text(out, render_report(results, title, parsed, plotly))
     log.info("wrote report for %d run(s) to %s", len(results.runs), out)
     return out
