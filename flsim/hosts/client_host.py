@@ -20,6 +20,7 @@ from flsim.hosts.state_store import ClientStateStore
 from flsim.rng import Streams, torch_rng
 from flsim.tasks import build_task
 from flsim.tasks.base import Task
+from flsim.tasks.lazy_clients import configure_client_cache
 
 
 def configure_torch(threads: int) -> None:
@@ -56,6 +57,7 @@ class ClientHost:
         configure_torch(scenario.backend.torch_threads)
         self.scenario = scenario
         self.task = task if task is not None else build_task(scenario.task, scenario.seed)
+        configure_client_cache(self.task, scenario.backend)
         self.algorithm = build_algorithm(scenario, self.task)
         x0 = initial_model(scenario, self.task)
         self.uplink = uplink_channel(scenario.compression)

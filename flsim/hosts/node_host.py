@@ -29,6 +29,7 @@ from flsim.hosts.client_host import build_algorithm, configure_torch, initial_mo
 from flsim.rng import torch_rng
 from flsim.tasks import build_task
 from flsim.tasks.base import Task
+from flsim.tasks.lazy_clients import configure_client_cache
 
 Rows = dict[int, list[tuple[int, float]]]
 
@@ -64,6 +65,7 @@ class NodeHost:
         configure_torch(scenario.backend.torch_threads)
         self.scenario = scenario
         self.task = task if task is not None else build_task(scenario.task, scenario.seed)
+        configure_client_cache(self.task, scenario.backend)
         algorithm = build_algorithm(scenario, self.task)
         assert isinstance(algorithm, GossipAlgorithm)
         self.algorithm = algorithm

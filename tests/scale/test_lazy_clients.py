@@ -183,3 +183,15 @@ def test_lazy_logreg_streams_newton_to_the_pooled_optimum(l2, monkeypatch):
     x = torch.linspace(-1, 1, 4, dtype=torch.float64)
     assert lazy.global_loss(x) == pytest.approx(eager.global_loss(x), rel=1e-12)
     assert lazy.evaluate(x)["test_acc"] == eager.evaluate(x)["test_acc"]
+
+
+def test_hosts_apply_the_backend_cache_bounds(force_lazy):
+    from flsim.config.loading import load_scenario
+    from flsim.hosts.client_host import ClientHost
+
+    host = ClientHost(load_scenario(tiny_linreg(backend={"client_cache_clients": 2, "client_cache_mb": 0.5})))
+    clients = host.task.clients
+    assert isinstance(clients, LazyClients)
+    assert clients.max_clients == 2 and clients.max_bytes == 2**19
+    host.run_clients(host.algorithm.broadcast(host.algorithm.init_server(torch.zeros(5, dtype=torch.float64)), 0), [0, 1, 2, 3], 0)
+    assert clients.cached_clients == 2
