@@ -78,7 +78,7 @@ from flsim.studies import (
     at_most,
     register_study,
 )
-from flsim.tasks.pooled import load_digits_data
+from flsim.studies._data import Split, digits_split
 
 OPTIMIZERS = ("Adam", "AdamP", "SGD", "SGDP")
 
@@ -99,24 +99,6 @@ class AdamPParams(StudyParams):
     norm_growth_factor: float = Field(0.5, gt=0.0, le=10.0)
     accuracy_margin: float = Field(0.5, ge=0.0, le=100.0)
     min_projected_fraction: float = Field(0.99, ge=0.0, le=1.0)
-
-
-@dataclass(frozen=True)
-class Split:
-    x_train: Tensor
-    y_train: Tensor
-    x_test: Tensor
-    y_test: Tensor
-
-
-def digits_split(rng: np.random.Generator, test_fraction: float) -> Split:
-    """A seeded random train/test split of scikit-learn's digits (pixels/16, float32)."""
-    data = load_digits_data()
-    order = rng.permutation(len(data.y))
-    n_test = max(1, round(test_fraction * len(order)))
-    test, train = order[:n_test], order[n_test:]
-    x, y = torch.from_numpy(data.x), torch.from_numpy(data.y)
-    return Split(x[train], y[train], x[test], y[test])
 
 
 def _linear(fan_in: int, fan_out: int, bias: bool, generator: torch.Generator) -> nn.Linear:

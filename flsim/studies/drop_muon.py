@@ -71,7 +71,7 @@ from flsim.studies import (
     at_most,
     register_study,
 )
-from flsim.studies.adamp import Split, digits_split
+from flsim.studies._data import Split, digits_split
 
 OPTIMIZERS = ("Muon", "Drop-Muon")
 

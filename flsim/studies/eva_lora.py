@@ -85,7 +85,8 @@ from flsim.studies import (
     at_most,
     register_study,
 )
-from flsim.tasks.pooled import load_digits_data
+from flsim.studies._data import Split as Task
+from flsim.studies._data import digits_tensors, random_split
 
 METHODS = ("random", "pissa", "eva", "eva_redistributed")
 
@@ -113,29 +114,13 @@ class EvaLoraParams(StudyParams):
 # ----------------------------------------------------------------------------- data
 
 
-@dataclass(frozen=True)
-class Task:
-    x_train: Tensor
-    y_train: Tensor
-    x_test: Tensor
-    y_test: Tensor
-
-
 def digit_tasks(rng: np.random.Generator, test_fraction: float) -> tuple[Task, Task]:
     """Pre-training task (digits 0–4) and fine-tuning task (digits 5–9, images transposed)."""
-    data = load_digits_data()
-    x = torch.from_numpy(data.x).float()
-    y = torch.from_numpy(data.y).long()
+    x, y = digits_tensors()
     upper = y >= 5
     transposed = x[upper].reshape(-1, 8, 8).transpose(1, 2).reshape(-1, 64)
-    return _split(x[~upper], y[~upper], rng, test_fraction), _split(transposed, y[upper], rng, test_fraction)
-
-
-def _split(x: Tensor, y: Tensor, rng: np.random.Generator, test_fraction: float) -> Task:
-    order = torch.from_numpy(rng.permutation(len(y)))
-    n_test = max(1, round(test_fraction * len(y)))
-    test, train = order[:n_test], order[n_test:]
-    return Task(x[train], y[train], x[test], y[test])
+    pretrain = random_split(x[~upper], y[~upper], rng, test_fraction)
+    return pretrain, random_split(transposed, y[upper], rng, test_fraction)
 
 
 # ----------------------------------------------------------------------------- networks

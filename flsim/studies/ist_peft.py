@@ -79,7 +79,8 @@ from flsim.studies import (
     at_most,
     register_study,
 )
-from flsim.tasks.pooled import load_digits_data
+from flsim.studies._data import Split as Task
+from flsim.studies._data import digits_split as digits_task
 
 METHODS = ("ist", "random_k", "full_lora")
 #: Criterion thresholds of the study list: planted pair on top in ≥ 4 of 5 seeds; 1 point.
@@ -123,23 +124,6 @@ class IstParams(StudyParams):
 
 
 # -- data ------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Task:
-    x_train: Tensor
-    y_train: Tensor
-    x_test: Tensor
-    y_test: Tensor
-
-
-def digits_task(rng: np.random.Generator, test_fraction: float) -> Task:
-    """load_digits (pixels / 16), split at random into train and test."""
-    data = load_digits_data()
-    x, y = torch.from_numpy(data.x).float(), torch.from_numpy(data.y).long()
-    order = torch.from_numpy(rng.permutation(len(y)))
-    n_test = max(1, round(test_fraction * len(y)))
-    return Task(x[order[n_test:]], y[order[n_test:]], x[order[:n_test]], y[order[:n_test]])
-
-
 # -- the network -----------------------------------------------------------------------------------
 def uniform_init_(linear: nn.Linear, generator: torch.Generator) -> None:
     """PyTorch's default Linear init, U(−1/√fan_in, 1/√fan_in) for weight and bias, seeded."""
