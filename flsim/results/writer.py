@@ -72,6 +72,15 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _json_safe_tree(value: Any) -> Any:
+    """:func:`_json_safe` applied through nested mappings, lists and tuples."""
+    if isinstance(value, dict):
+        return {key: _json_safe_tree(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe_tree(item) for item in value]
+    return _json_safe(value)
+
+
 def _from_json(value: Any) -> Any:
     """Undo :func:`_json_safe` for columnar storage, where a column must have one type."""
     return {"inf": math.inf, "-inf": -math.inf}.get(value, value) if isinstance(value, str) else value
@@ -208,7 +217,13 @@ class RunWriter:
         atomic_write_text(self.run_dir / CONFIG, yaml.safe_dump(config, sort_keys=False))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        atomic_write_text(self.run_dir / SUMMARY, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        """Strict JSON: a non-finite number (a study criterion never met) becomes "inf" or null.
+
+        Python's default would write ``Infinity``/``NaN``, which browsers' ``JSON.parse``
+        rejects, so one such run would break the dashboard.
+        """
+        text = json.dumps(_json_safe_tree(summary), indent=2, sort_keys=True, allow_nan=False)
+        atomic_write_text(self.run_dir / SUMMARY, text + "\n")
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         """One JSON line, flushed and fsynced, so a crash loses at most the line being written.
