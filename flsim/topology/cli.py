@@ -19,7 +19,7 @@ import networkx as nx
 import numpy as np
 
 from flsim.config.errors import ConfigError
-from flsim.topology.graphs import graph_from_spec
+from flsim.topology.graph_spec import graph_from_spec
 from flsim.topology.mixing import MIXING_METHODS, SOLVERS, Mixing, mixing_matrix
 from flsim.topology.rates import EdgeRates, optimal_rates, uniform_edge_rates
 from flsim.topology.spectral import laplacian_lambda2

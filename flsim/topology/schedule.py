@@ -19,7 +19,8 @@ import numpy as np
 
 from flsim.rng import numpy_rng
 from flsim.topology.config import TopologyConfig
-from flsim.topology.graphs import build_graph, load_graph, validate_graph
+from flsim.topology.graph_files import load_graph
+from flsim.topology.graphs import build_graph, validate_graph
 from flsim.topology.mixing import Mixing, check_row_stochastic, mixing_matrix
 from flsim.topology.spectral import slem
 

@@ -24,7 +24,8 @@ from flsim.config.errors import ConfigError
 from flsim.config.loading import load_scenario, read_yaml
 from flsim.sweep import expand_sweep
 from flsim.topology.config import TopologyConfig
-from flsim.topology.graphs import TOPOLOGIES_DIR, build_graph, load_graph
+from flsim.topology.graph_files import load_graph
+from flsim.topology.graphs import TOPOLOGIES_DIR, build_graph
 from flsim.topology.mixing import check_mixing, mixing_matrix
 from flsim.topology.png import draw_graph_png
 from flsim.topology.rates import optimal_rates

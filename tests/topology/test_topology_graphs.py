@@ -8,17 +8,9 @@ import networkx as nx
 import pytest
 
 from flsim.config.errors import ConfigError
-from flsim.topology.graphs import (
-    BUILDERS,
-    TOPOLOGIES_DIR,
-    build_graph,
-    graph_from_spec,
-    load_graph,
-    parse_spec,
-    parse_value,
-    save_graph,
-    validate_graph,
-)
+from flsim.topology.graph_files import load_graph, save_graph
+from flsim.topology.graph_spec import graph_from_spec, parse_spec, parse_value
+from flsim.topology.graphs import BUILDERS, TOPOLOGIES_DIR, build_graph, validate_graph
 
 CASES = {
     "ring": ({"n": 7}, 7),
