@@ -193,5 +193,6 @@ def test_hosts_apply_the_backend_cache_bounds(force_lazy):
     clients = host.task.clients
     assert isinstance(clients, LazyClients)
     assert clients.max_clients == 2 and clients.max_bytes == 2**19
-    host.run_clients(host.algorithm.broadcast(host.algorithm.init_server(torch.zeros(5, dtype=torch.float64)), 0), [0, 1, 2, 3], 0)
+    server = host.algorithm.init_server(torch.zeros(5, dtype=torch.float64))
+    host.run_clients(host.algorithm.broadcast(server, 0), [0, 1, 2, 3], 0)
     assert clients.cached_clients == 2
