@@ -1,4 +1,4 @@
-"""Closed forms and identities between algorithms (docs/algorithms.md B2, B4, B5, F (a), F (c), M (b), M (c))."""
+"""Closed forms and identities between algorithms (docs/algorithms.md B2, B4, B5, F, M)."""
 
 from __future__ import annotations
 

@@ -74,5 +74,5 @@ def test_connect_timeout_is_validated():
     from flsim.config.errors import ConfigErrors
     from flsim.config.loading import load_scenario
 
-    with pytest.raises(ConfigErrors, match="backend.connect_timeout_s"):
+    with pytest.raises(ConfigErrors, match=r"backend\.connect_timeout_s"):
         load_scenario({**tiny_linreg(), "backend": {"connect_timeout_s": 0}})

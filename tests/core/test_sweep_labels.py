@@ -42,7 +42,7 @@ def test_grid_keys_sharing_a_last_part_keep_enough_of_the_key(tmp_path):
 
 def test_values_that_print_alike_are_refused(tmp_path):
     path = _sweep_file(tmp_path, grid={"notes": ["a b", "ab"]}, seeds=[0])  # spaces are dropped
-    with pytest.raises(ConfigError, match="sweep.grid"):
+    with pytest.raises(ConfigError, match=r"sweep\.grid"):
         expand_sweep(path)
 
 
