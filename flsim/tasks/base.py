@@ -125,6 +125,11 @@ class Task:
     strong_convexity: Sequence[float] | None = None
     #: f(x) without pooling the training data (lazy populations: from streamed statistics).
     loss_oracle: Callable[[Tensor], float] | None = field(default=None, repr=False)
+    #: Lazy populations defer their O(N) optimum pass to the first evaluation, so hosts that
+    #: only run clients (Ray actors) never pay it: () -> (optimum, optimum_value, loss_oracle).
+    pending_optimum: Callable[[], tuple[Tensor, float, Callable[[Tensor], float] | None]] | None = field(
+        default=None, repr=False
+    )
     _train_cache: Shard | None = field(default=None, repr=False)
 
     @property
@@ -151,7 +156,14 @@ class Task:
             )
         return self._train_cache
 
+    def resolve_optimum(self) -> None:
+        """Compute a deferred optimum (and the loss oracle that comes with it) once."""
+        if self.pending_optimum is not None:
+            pending, self.pending_optimum = self.pending_optimum, None
+            self.optimum, self.optimum_value, self.loss_oracle = pending()
+
     def global_loss(self, params: Tensor) -> float:
+        self.resolve_optimum()
         if self.loss_oracle is not None:
             return self.loss_oracle(params)
         pool = self.train_pool()
@@ -160,6 +172,7 @@ class Task:
     def evaluate(self, params: Tensor, train_loss: bool = True) -> dict[str, float]:
         """Metrics of a single model: losses, accuracy, and distance to the optimum if known."""
         out: dict[str, float] = {}
+        self.resolve_optimum()
         if train_loss or self.optimum is not None:
             out["train_loss"] = self.global_loss(params)
         out["test_loss"] = self.objective.loss(params, self.test.x, self.test.y)

@@ -424,17 +424,21 @@ def _lazy_linreg(spec: _LinregSpec, num_clients: int, test_samples: int) -> Task
     """``linreg`` for a large population: the same rows as the eager build, drawn on demand.
 
     The optimum comes from one streamed pass
-    (:func:`flsim.tasks.streamed.streamed_least_squares`) and the train loss is the exact
-    quadratic form around x*, O(d²) per evaluation.
+    (:func:`flsim.tasks.streamed.streamed_least_squares`), deferred to the first evaluation
+    (``Task.pending_optimum``) so that hosts which only run clients never pay it, and the train
+    loss is the exact quadratic form around x*, O(d²) per evaluation.
     """
-    stats = LeastSquaresStats(spec.dim).add_chunks(_client_chunks(num_clients, spec.train))
-    optimum, hessian, value = streamed_least_squares(stats, spec.l2)
+
+    def solve() -> tuple[Tensor, float, Callable[[Tensor], float]]:
+        stats = LeastSquaresStats(spec.dim).add_chunks(_client_chunks(num_clients, spec.train))
+        optimum, hessian, value = streamed_least_squares(stats, spec.l2)
+        x_star = to_tensor(optimum)
+        return x_star, value, quadratic_loss_oracle(x_star, hessian, value)
+
     task = _lazy_convex_task(
         spec, num_clients, test_samples, "linreg", LeastSquaresObjective(spec.dim, spec.l2)
     )
-    task.optimum = to_tensor(optimum)
-    task.optimum_value = value
-    task.loss_oracle = quadratic_loss_oracle(task.optimum, hessian, value)
+    task.pending_optimum = solve
     return task
 
 
@@ -549,9 +553,11 @@ def _lazy_logreg(spec: _LogregSpec, num_clients: int, test_samples: int) -> Task
     loss has no finite sufficient statistics, so prefer ``eval.train_loss: false`` or a
     sparse ``eval.every`` at 10⁶ clients)."""
     parts, hessian_at, separable_at = _streamed_logistic(spec, num_clients)
-    optimum = _newton(parts, hessian_at, separable_at, spec.dim, spec.l2)
+
+    def solve() -> tuple[Tensor, float, Callable[[Tensor], float]]:
+        optimum = _newton(parts, hessian_at, separable_at, spec.dim, spec.l2)
+        return to_tensor(optimum), parts(optimum)[0], lambda params: parts(params.numpy())[0]
+
     task = _lazy_convex_task(spec, num_clients, test_samples, "logreg", LogisticObjective(spec.dim, spec.l2))
-    task.optimum = to_tensor(optimum)
-    task.loss_oracle = lambda params: parts(params.numpy())[0]
-    task.optimum_value = parts(optimum)[0]
+    task.pending_optimum = solve
     return task

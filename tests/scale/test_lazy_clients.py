@@ -62,6 +62,7 @@ def test_streamed_optimum_matches_the_pooled_lstsq(l2, monkeypatch):
     monkeypatch.setattr(convex, "LAZY_MIN_FLOATS", 0)
     monkeypatch.setattr(convex, "STREAM_CHUNK", 7)  # several chunks, one partial
     lazy = build_task(_linreg(l2=l2), 2)
+    lazy.resolve_optimum()
     assert torch.allclose(lazy.optimum, eager.optimum, rtol=0, atol=1e-10)
     assert lazy.optimum_value == pytest.approx(eager.optimum_value, rel=1e-10, abs=1e-12)
     x = torch.linspace(-1, 1, 6, dtype=torch.float64)
@@ -175,6 +176,7 @@ def test_lazy_logreg_streams_newton_to_the_pooled_optimum(l2, monkeypatch):
     monkeypatch.setattr(convex, "LAZY_MIN_FLOATS", 0)
     monkeypatch.setattr(convex, "STREAM_CHUNK", 4)
     lazy = build_task(cfg, 9)
+    lazy.resolve_optimum()
     assert isinstance(lazy.clients, LazyClients) and lazy.classification and lazy.num_classes == 2
     assert torch.equal(eager.clients[29].x, lazy.clients[29].x) and torch.equal(eager.test.y, lazy.test.y)
     assert list(eager.smoothness) == list(lazy.smoothness)
@@ -196,3 +198,17 @@ def test_hosts_apply_the_backend_cache_bounds(force_lazy):
     server = host.algorithm.init_server(torch.zeros(5, dtype=torch.float64))
     host.run_clients(host.algorithm.broadcast(server, 0), [0, 1, 2, 3], 0)
     assert clients.cached_clients == 2
+
+
+def test_the_optimum_pass_waits_for_the_first_evaluation(force_lazy, monkeypatch):
+    """Hosts that only run clients (Ray actors) build the task but never pay the O(N) pass."""
+    passes = []
+    chunks = convex._client_chunks
+    monkeypatch.setattr(convex, "_client_chunks", lambda *a: passes.append(1) or chunks(*a))
+    task = build_task(_linreg(), 4)
+    task.clients[3]
+    assert not passes and task.optimum is None and task.pending_optimum is not None
+    metrics = task.evaluate(torch.zeros(6, dtype=torch.float64))
+    assert passes == [1] and task.optimum is not None and metrics["optimality_gap"] > 0
+    task.evaluate(torch.ones(6, dtype=torch.float64))
+    assert passes == [1]
