@@ -9,5 +9,5 @@ from benchmarks.vectorized import time_round
 
 @pytest.mark.parametrize("algorithm", ["fedavg", "scaffold"])
 def test_vmapped_round_matches_the_sequential_clients(algorithm):
-    _, _, rel = time_round(6, algorithm, repeats=1)
+    _, rel = time_round(6, algorithm, repeats=1)  # the worse of the vmap and bmm variants
     assert rel <= 1e-5
