@@ -30,7 +30,7 @@ from flsim.tasks.common import round_significant, rowdot, split_evenly, to_tenso
 from flsim.tasks.lazy_clients import LazyClients, LazyConstants
 from flsim.tasks.models import resolve_model_name
 from flsim.tasks.params import MAX_DIM, MAX_SAMPLES, DatasetParams
-from flsim.tasks.streamed import LeastSquaresStats, quadratic_loss_oracle, streamed_least_squares
+from flsim.tasks.streamed import LeastSquaresStats, matmul, quadratic_loss_oracle, streamed_least_squares
 
 #: Newton's method stops when the global gradient norm is below this.
 NEWTON_TOLERANCE = 1e-12
@@ -524,25 +524,33 @@ def build_logreg(cfg: TaskConfig, seed: int) -> Task:
 
 def _streamed_logistic(spec: _LogregSpec, num_clients: int) -> tuple[Callable, Callable, Callable]:
     """(loss and gradient, Hessian, separability) of the global logistic objective, each one
-    streamed pass over the population's chunks (regenerated, never held)."""
+    streamed pass over the population's chunks (regenerated, never held), with the products
+    through torch (see :func:`flsim.tasks.streamed.matmul`)."""
     n = num_clients * spec.per_client
     l2 = spec.l2
+
+    def logits_of(a: np.ndarray, x: np.ndarray) -> np.ndarray:
+        return matmul(torch.from_numpy(a), torch.from_numpy(x))
 
     def parts(x: np.ndarray) -> tuple[float, np.ndarray]:
         total, grad = 0.0, np.zeros(spec.dim)
         for a, y in _client_chunks(num_clients, spec.train):
-            logits = a @ x
+            logits = logits_of(a, x)
             total += float(np.logaddexp(0.0, -(2.0 * y - 1.0) * logits).sum())
-            grad += a.T @ (0.5 * (1.0 + np.tanh(0.5 * logits)) - y)
+            grad += logits_of(np.ascontiguousarray(a.T), 0.5 * (1.0 + np.tanh(0.5 * logits)) - y)
         return total / n + 0.5 * l2 * float(x @ x), grad / n + l2 * x
 
     def hessian_at(x: np.ndarray) -> np.ndarray:
-        total = sum(_logistic_hessian(a, x) for a, _ in _client_chunks(num_clients, spec.train))
+        total = np.zeros((spec.dim, spec.dim))
+        for a, _ in _client_chunks(num_clients, spec.train):
+            prob = 0.5 * (1.0 + np.tanh(0.5 * logits_of(a, x)))
+            ta = torch.from_numpy(a)
+            total += matmul(ta.T * torch.from_numpy(prob * (1.0 - prob)), ta)
         return total / n + l2 * np.eye(spec.dim)
 
     def separable_at(x: np.ndarray) -> bool:
         chunks = _client_chunks(num_clients, spec.train)
-        return all(bool(np.all((2.0 * y - 1.0) * (a @ x) > 0)) for a, y in chunks)
+        return all(bool(np.all((2.0 * y - 1.0) * logits_of(a, x) > 0)) for a, y in chunks)
 
     return parts, hessian_at, separable_at
 

@@ -15,6 +15,16 @@ import torch
 from torch import Tensor
 
 
+def matmul(a: Tensor, b: Tensor) -> np.ndarray:
+    """``a @ b`` through torch, whose thread count every host sets alike (``configure_torch``).
+
+    NumPy's BLAS picks its own thread count (many in a driver, one in a Ray worker), and a
+    threaded GEMM sums in another order: streamed over 10⁶ clients, that shows in the last bits
+    of x*, and the local and Ray runs' optimality gaps would differ.
+    """
+    return (a @ b).numpy()
+
+
 class LeastSquaresStats:
     """Running AᵀA, Aᵀb, bᵀb and the row count of a least-squares problem."""
 
@@ -25,9 +35,10 @@ class LeastSquaresStats:
         self.rows = 0
 
     def add(self, a: np.ndarray, b: np.ndarray) -> None:
-        self.gram += a.T @ a
-        self.moment += a.T @ b
-        self.energy += float(b @ b)
+        ta, tb = torch.from_numpy(np.ascontiguousarray(a)), torch.from_numpy(np.ascontiguousarray(b))
+        self.gram += matmul(ta.T, ta)
+        self.moment += matmul(ta.T, tb)
+        self.energy += float(tb @ tb)
         self.rows += a.shape[0]
 
     def add_chunks(self, chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> LeastSquaresStats:
