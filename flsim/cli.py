@@ -86,8 +86,10 @@ def _one_line(exc: ConfigError | ConfigErrors) -> str:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from flsim.algorithms import REGISTRY
+    from flsim.config.plugins import load_entry_point_plugins
     from flsim.tasks import DATASETS, MODELS, PARTITIONERS
 
+    load_entry_point_plugins()  # installed plugins' algorithms are listed with the built-in ones
     if args.details is not None:
         return _list_details(args.details or None, args.json)
 
@@ -119,7 +121,9 @@ def _list_details(name: str | None, as_json: bool) -> int:
 def _cmd_schema(args: argparse.Namespace) -> int:
     """``flsim schema``: the scenario format as JSON Schema, for editors (see the README)."""
     from flsim.config.describe import scenario_schema
+    from flsim.config.plugins import load_entry_point_plugins
 
+    load_entry_point_plugins()  # an installed plugin's algorithm gets its branch of the schema
     text = json.dumps(scenario_schema(), indent=2) + "\n"
     if args.output:
         from flsim.results.writer import atomic_write_bytes

@@ -81,12 +81,14 @@ class _Worker:
         self.timeout: float | None = None
 
     def configure(self, role: str, scenario_data: dict[str, Any], nodes: list[int]) -> None:
+        from flsim.config.plugins import load_plugins
         from flsim.hosts.client_host import ClientHost, configure_torch
         from flsim.hosts.node_host import NodeHost
         from flsim.hosts.server import ServerCore
 
         self.release()
         scenario = Scenario.model_validate(scenario_data)
+        load_plugins(scenario.plugins)  # this actor's process validated nothing
         configure_torch(scenario.backend.torch_threads)
         self.timeout = scenario.backend.timeout_s
         if role == "clients":
@@ -214,6 +216,47 @@ def _session_key(cpus: float) -> tuple[str, float]:
     import ray
 
     return (ray.get_runtime_context().get_job_id(), cpus)
+
+
+def plugin_options(scenario: Scenario) -> dict[str, Any]:
+    """``ray.remote`` options that ship the scenario's plugin modules to the actors.
+
+    The runtime environment's ``py_modules`` carries each plugin module not installed in
+    site-packages, so an actor can import a plugin that lives only next to the scenario, on
+    a local cluster as on a remote one. Call after :func:`init_ray`.
+    """
+    from flsim.config.plugins import shippable_paths
+
+    paths = tuple(shippable_paths(scenario.plugins))
+    if not paths:
+        return {}
+    key = (*_session_key(0.0), *paths)  # uploads live as long as the session
+    if key not in _UPLOADED:
+        _UPLOADED[key] = _upload_py_modules(list(paths))
+    return {"runtime_env": {"py_modules": _UPLOADED[key]}}
+
+
+#: Plugin paths already uploaded to this session's object store, and their URIs.
+_UPLOADED: dict[tuple[Any, ...], list[str]] = {}
+
+
+def _upload_py_modules(paths: list[str]) -> list[str]:
+    """Upload local plugin modules once and return their ``gcs://`` URIs.
+
+    Ray accepts local paths in ``py_modules`` only in ``ray.init``'s job-level environment,
+    but a session may already exist (a sweep's, a test module's); an actor's environment
+    takes URIs, so this does the upload that ``ray.init`` would do (Ray's own helper).
+    """
+    import inspect
+
+    import ray
+    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
+
+    node = ray._private.worker.global_worker.node
+    kwargs: dict[str, Any] = {"scratch_dir": node.get_runtime_env_dir_path()}
+    if "include_gitignore" in inspect.signature(upload_py_modules_if_needed).parameters:
+        kwargs["include_gitignore"] = True
+    return upload_py_modules_if_needed({"py_modules": paths}, **kwargs)["py_modules"]
 
 
 #: What to check when nobody answers at the address.
@@ -358,7 +401,10 @@ class _RayPool:
         # No automatic restarts: a restarted actor would silently come back with empty state;
         # the simulation restores it from the last checkpoint instead (see ``recover``).
         # SPREAD places the pool across every node of the cluster rather than packing it.
-        return ray.remote(num_cpus=self.cpus, max_restarts=0, scheduling_strategy="SPREAD")(_Worker).remote()
+        options = plugin_options(self.scenario)
+        return ray.remote(num_cpus=self.cpus, max_restarts=0, scheduling_strategy="SPREAD", **options)(
+            _Worker
+        ).remote()
 
     def _configure(self, indices: list[int]) -> list[Any]:
         """Submit the run's configuration to these actors; returns the calls to wait on."""
@@ -377,6 +423,8 @@ class _RayPool:
         self._owns_ray = init_ray(
             self.scenario.backend.address, connect_timeout_s=self.scenario.backend.connect_timeout_s
         )
+        if plugin_options(self.scenario):
+            release_idle_workers()  # pooled actors lack this run's shipped plugin modules
         size = self._size()
         n = self.scenario.task.num_clients
         self.assignment = [[c for c in range(n) if c % size == a] for a in range(size)]

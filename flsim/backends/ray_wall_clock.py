@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from flsim.config.errors import ConfigError
 from flsim.config.schema import Scenario
 from flsim.hosts.event_host import node_state, set_node_state
 
@@ -33,12 +34,14 @@ class _WallWorker:
     """An asyncio actor: its nodes' and edges' clocks, and the far end of remote edges."""
 
     def __init__(self, scenario_data: dict[str, Any], index: int, pool_size: int) -> None:
+        from flsim.config.plugins import load_plugins
         from flsim.hosts.client_host import configure_torch
         from flsim.hosts.event_host import EventSimulation
         from flsim.hosts.sinks import RowCollector, Silent
         from flsim.tasks import build_task
 
         scenario = Scenario.model_validate(scenario_data)
+        load_plugins(scenario.plugins)  # this actor's process validated nothing
         configure_torch(scenario.backend.torch_threads)
         task = build_task(scenario.task, scenario.seed)
         simulation = EventSimulation(scenario, task, RowCollector(), Silent())
@@ -117,6 +120,53 @@ class _WallWorker:
         }
 
 
+def _check_cpus_fit(size: int, scenario: Scenario) -> None:
+    """Fail fast when the actors cannot all run at once: wall-clock actors run concurrently.
+
+    Ray would keep the actors that do not fit pending, and the run would wait for them
+    until ``startup_timeout_s`` while the others sit idle.
+    """
+    import ray
+
+    cpus = scenario.backend.cpus_per_actor
+    total = float(ray.cluster_resources().get("CPU", 0.0))
+    if size * cpus > total:
+        raise ConfigError(
+            "backend.num_actors",
+            scenario.backend.num_actors,
+            f"wall-clock mode runs all {size} actors at once: {size} actors × {cpus:g} CPUs "
+            f"(backend.cpus_per_actor) = {size * cpus:g} CPUs, but the cluster has {total:g}; "
+            "lower backend.num_actors or backend.cpus_per_actor",
+        )
+
+
+def _run_actors(scenario: Scenario, size: int) -> list[dict[str, Any]]:
+    """Start the pool, run every actor's clocks to the horizon, and kill every actor after.
+
+    The ``finally`` covers every exit: a timeout, an actor that died, an interrupt. A Ray
+    session that outlives the run (a sweep's, a test module's) keeps no actor of ours.
+    """
+    import ray
+
+    from flsim.backends.ray_backend import plugin_options
+
+    options = {"num_cpus": scenario.backend.cpus_per_actor, "max_restarts": 0, **plugin_options(scenario)}
+    actor_class = ray.remote(**options)(_WallWorker)
+    data = scenario.model_dump(mode="json")
+    actors: list[Any] = []
+    try:
+        actors = [actor_class.remote(data, index, size) for index in range(size)]
+        ray.get([actor.ready.remote() for actor in actors], timeout=scenario.backend.startup_timeout_s)
+        horizon = float(scenario.budget.time or 0.0)
+        scale = scenario.wall.seconds_per_unit
+        start = time.time() + scenario.wall.start_delay_s
+        refs = [actor.run.remote(actors, start, scale, horizon) for actor in actors]
+        return ray.get(refs, timeout=scenario.backend.timeout_s + horizon * scale)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+
+
 def run_wall(
     scenario: Scenario, run_dir: Any
 ) -> tuple[list[tuple[float, str, int, int]], dict[int, Any], list[Any]]:
@@ -125,21 +175,12 @@ def run_wall(
 
     from flsim.backends.ray_backend import init_ray, release_idle_workers
 
-    owns = init_ray(scenario.backend.address)
-    release_idle_workers()
+    owns = init_ray(scenario.backend.address, connect_timeout_s=scenario.backend.connect_timeout_s)
     try:
+        release_idle_workers()
         size = max(1, min(scenario.backend.num_actors or 2, scenario.task.num_clients))
-        actor_class = ray.remote(num_cpus=scenario.backend.cpus_per_actor, max_restarts=0)(_WallWorker)
-        data = scenario.model_dump(mode="json")
-        actors = [actor_class.remote(data, index, size) for index in range(size)]
-        ray.get([actor.ready.remote() for actor in actors], timeout=scenario.backend.startup_timeout_s)
-        horizon = float(scenario.budget.time or 0.0)
-        scale = scenario.wall.seconds_per_unit
-        start = time.time() + scenario.wall.start_delay_s
-        refs = [actor.run.remote(actors, start, scale, horizon) for actor in actors]
-        results = ray.get(refs, timeout=scenario.backend.timeout_s + horizon * scale)
-        for actor in actors:
-            ray.kill(actor)
+        _check_cpus_fit(size, scenario)
+        results = _run_actors(scenario, size)
     finally:
         if owns:
             ray.shutdown()

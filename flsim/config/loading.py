@@ -85,8 +85,10 @@ def validate_scenario(raw: dict[str, Any]) -> Scenario:
     checked here too, so everything a run would reject is found before it writes anything.
     """
     from flsim.algorithms import REGISTRY, parse_algorithm_config
+    from flsim.config.plugins import load_plugins
 
     check_values(raw)
+    load_plugins(raw.get("plugins"))  # before any name is looked up in a registry
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:

@@ -163,6 +163,12 @@ class WallConfig(Strict):
 
     seconds_per_unit: float = Field(0.05, gt=0)
     start_delay_s: float = Field(2.0, ge=0, description="Lets every actor start its clocks at once.")
+    min_realised_fraction: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Fail the run when fewer of the scheduled events happen in time (warn below 0.9).",
+    )
 
 
 class OutputConfig(Strict):
@@ -202,6 +208,11 @@ class Scenario(Strict):
         description="Labels carried into summary.json, reports and the dashboard.",
     )
     notes: str = Field("", max_length=2000, description="Free text carried into summary.json and the report.")
+    plugins: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Modules imported before validation; each registers algorithms (trusted code).",
+    )
 
     @field_validator("algorithm", "study")
     @classmethod

@@ -9,6 +9,7 @@ realised event log is then replayed here on the virtual-time engine, determinist
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,8 @@ from flsim.config.schema import Scenario
 from flsim.hosts.event_host import EventSimulation, node_state
 from flsim.hosts.sinks import Progress, RowSink, Silent, Writer
 from flsim.tasks.base import Task
+
+logger = logging.getLogger("flsim")
 
 #: Builds the coordinator of a backend kind (see :mod:`flsim.engine.modes`).
 CoordinatorFactory = Callable[[Scenario, Task, Writer, Progress], EventCoordinator]
@@ -38,12 +41,22 @@ def run_events(
     return coordinator(scenario, task, writer, progress).run(checkpoint)
 
 
+#: Below this share of the scheduled events a wall-clock run warns (README, wall-clock mode).
+WARN_REALISED_FRACTION = 0.9
+
+
+class WallClockTooSlow(RuntimeError):
+    """The machines realised too few of the scheduled events: the run measured the machines'
+    lag, not the algorithm (``wall.min_realised_fraction``)."""
+
+
 def run_wall_clock(scenario: Scenario, task: Task, writer: Writer) -> dict[str, Any]:
     """``time: wall``: run on Ray in scaled real time, then replay the realised event log."""
     from flsim.backends.ray_wall_clock import run_wall
 
     log, states, placements = run_wall(scenario, writer.run_dir)
     simulation = replay(scenario, task, writer, log)
+    rate = _check_realised_rate(scenario, len(log), simulation.scheduled_events)
     difference = max(
         (
             float(np.max(np.abs(node_state(simulation.algorithm, node)[name] - value)))
@@ -54,8 +67,36 @@ def run_wall_clock(scenario: Scenario, task: Task, writer: Writer) -> dict[str, 
     )
     return {
         "placement": {"kind": "ray", "actors": placements},
-        "wall": {"events": len(log), "deterministic": False, "replay_max_abs_difference": difference},
+        "wall": {
+            "events": len(log),
+            **rate,
+            "deterministic": False,
+            "replay_max_abs_difference": difference,
+        },
     }
+
+
+def _check_realised_rate(scenario: Scenario, realised: int, scheduled: int) -> dict[str, Any]:
+    """Realised events against the clocks' schedule: warn below 0.9, fail below the minimum.
+
+    Each actor sleeps its clock's exponential draw, then does the event's work; when the
+    work takes longer than the scaled gaps, its clocks fall behind and fewer events happen
+    before the horizon. The schedule (same draws, no work) is what virtual time would do.
+    """
+    fraction = realised / scheduled if scheduled else 1.0
+    facts = {"scheduled_events": scheduled, "realised_fraction": fraction}
+    spu = scenario.wall.seconds_per_unit
+    message = (
+        f"wall-clock run realised {realised} of {scheduled} scheduled events ({fraction:.0%}) at "
+        f"wall.seconds_per_unit={spu:g}: the actors cannot keep up; raise wall.seconds_per_unit "
+        "or give each actor fewer nodes (more actors, more CPUs)"
+    )
+    if fraction < scenario.wall.min_realised_fraction:
+        floor = scenario.wall.min_realised_fraction
+        raise WallClockTooSlow(f"{message} (below wall.min_realised_fraction={floor:g})")
+    if fraction < WARN_REALISED_FRACTION:
+        logger.warning(message)
+    return facts
 
 
 def replay(
@@ -69,12 +110,15 @@ def replay(
     simulation = EventSimulation(scenario, task, writer, Silent())
     algorithm, counters = simulation.algorithm, simulation.counters
     every = simulation.every_time
-    writer.append_metrics(simulation.metrics_row(0.0))
+    end = float(scenario.budget.time or (log[-1][0] if log else 0.0))
+    schedule = scheduled_times(scenario, simulation, end)
+    simulation.scheduled_events = len(schedule)
+    writer.append_metrics(_row(simulation, 0.0, schedule))
     next_eval = every
     for t, kind, i, j in log:
         while next_eval <= t:
             counters.round += 1
-            writer.append_metrics(simulation.metrics_row(next_eval))
+            writer.append_metrics(_row(simulation, next_eval, schedule))
             next_eval += every
         counters.virtual_time = t
         if kind == "gradient":
@@ -86,8 +130,43 @@ def replay(
             counters.bytes_up += 2 * simulation.message_bytes
             counters.bytes_down += 2 * simulation.message_bytes
         counters.events += 1
-    end = float(scenario.budget.time or (log[-1][0] if log else 0.0))
     counters.round += 1
     counters.virtual_time = end
-    writer.append_metrics(simulation.metrics_row(end))
+    writer.append_metrics(_row(simulation, end, schedule))
     return simulation
+
+
+def _row(simulation: EventSimulation, t: float, schedule: np.ndarray) -> dict[str, Any]:
+    """A metrics row plus ``realised_fraction``: events applied by ``t`` over those due by ``t``."""
+    row = simulation.metrics_row(t)
+    due = int(np.searchsorted(schedule, t, side="right"))
+    row["realised_fraction"] = simulation.counters.events / due if due else 1.0
+    return row
+
+
+def scheduled_times(scenario: Scenario, simulation: EventSimulation, horizon: float) -> np.ndarray:
+    """When the wall run's clocks were due to fire before ``horizon``, in time order.
+
+    The actors draw each clock's gaps from these same streams (seed, 1, node) and
+    (seed, 2, edge) in :mod:`flsim.backends.ray_wall_clock`; without any work between draws,
+    these are the events a wall run would apply: the virtual rate it is measured against.
+    """
+    times = [
+        _clock_times(np.random.default_rng([scenario.seed, 1, node]), simulation.compute_rate, horizon)
+        for node in range(simulation.task.num_clients)
+    ]
+    times += [
+        _clock_times(np.random.default_rng([scenario.seed, 2, edge]), float(rate), horizon)
+        for edge, rate in enumerate(simulation.edge_rates)
+    ]
+    return np.sort(np.concatenate([np.zeros(0), *times]))
+
+
+def _clock_times(rng: np.random.Generator, rate: float, horizon: float) -> np.ndarray:
+    """One clock's due times below ``horizon``: draw by draw, as the actor draws them."""
+    times, t = [], 0.0
+    while True:
+        t += rng.exponential(1.0 / rate)
+        if t >= horizon:
+            return np.asarray(times)
+        times.append(t)
