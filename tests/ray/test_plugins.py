@@ -9,6 +9,7 @@ environment (``py_modules``). One Ray session (num_cpus=2) serves the module.
 from __future__ import annotations
 
 import importlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,10 +26,15 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "plugin_algorithm"
 
 
 @pytest.fixture(scope="module")
-def installed_example():
-    """Install the example (entry point included) and reload the entry points of this process."""
+def installed_example(tmp_path_factory):
+    """Install the example (entry point included) and reload the entry points of this process.
+
+    pip builds in the source folder (``build/``, ``*.egg-info``): a copy keeps the checkout clean.
+    """
+    source = tmp_path_factory.mktemp("example") / "plugin_algorithm"
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
-    subprocess.run([*command, "--force-reinstall", str(EXAMPLE)], check=True, timeout=300)
+    subprocess.run([*command, "--force-reinstall", str(source)], check=True, timeout=300)
     importlib.invalidate_caches()
     plugins._entry_points_loaded = False
     return "flsim_plugin_example"
