@@ -199,7 +199,7 @@ class _Worker:
 STARTUP = "startup_timeout_s"
 
 #: Idle workers of the current Ray session, by CPUs per actor (see the module docstring).
-_IDLE: dict[tuple[str, float], list[Any]] = {}
+_IDLE: dict[tuple[str, str, float], list[Any]] = {}
 
 
 def release_idle_workers() -> None:
@@ -208,14 +208,23 @@ def release_idle_workers() -> None:
 
     for actors in _IDLE.values():
         for actor in actors:
-            ray.kill(actor)
+            try:
+                ray.kill(actor)
+            except Exception:  # a handle from an ended session: its actor is already gone
+                continue
     _IDLE.clear()
 
 
-def _session_key(cpus: float) -> tuple[str, float]:
+def _session_key(cpus: float) -> tuple[str, str, float]:
+    """Pooled actors are reused only within one Ray session.
+
+    Job ids restart at the same value in every new local cluster, so the driver's node id
+    (random per cluster) is part of the key: a handle from an ended session is never reused.
+    """
     import ray
 
-    return (ray.get_runtime_context().get_job_id(), cpus)
+    context = ray.get_runtime_context()
+    return (context.get_node_id(), context.get_job_id(), cpus)
 
 
 def plugin_options(scenario: Scenario) -> dict[str, Any]:
@@ -436,6 +445,8 @@ class _RayPool:
                 self.actors.append(actor)
             except (RayActorError, GetTimeoutError):
                 ray.kill(actor)
+            except Exception:  # a handle Ray no longer knows fails at submission, with a plain Exception
+                continue
         self.actors += [self._new_actor() for _ in range(size - len(self.actors))]
         return self._configure(list(range(size)))
 
