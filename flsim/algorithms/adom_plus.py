@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from flsim.algorithms.base import register
 from flsim.algorithms.dadao import DadaoConfig
 from flsim.algorithms.events import (
-    EventConfig,
     StepCost,
     SynchronousEventAlgorithm,
     laplacian,
     problem_constants,
 )
-from flsim.rng import Streams
-from flsim.tasks.base import Task
 
 if TYPE_CHECKING:
-    from flsim.topology import EdgeRates
+    pass
 
 
 @dataclass(frozen=True)
@@ -98,17 +93,8 @@ class AdomPlus(SynchronousEventAlgorithm):
     Config = AdomPlusConfig
     state_fields = ("grad_events", "x", "m", "y", "z", "x_f", "y_f", "z_f", "gossip_count")
 
-    def __init__(
-        self,
-        config: EventConfig,
-        task: Task,
-        edges: list[tuple[int, int]],
-        chi1: float,
-        streams: Streams,
-        x0: torch.Tensor,
-        graphs: Sequence[EdgeRates] | None = None,
-    ) -> None:
-        super().__init__(config, task, edges, chi1, streams, x0, graphs)
+    def _setup(self) -> None:
+        config, task, edges = self.config, self.task, self.edges
         assert isinstance(config, AdomPlusConfig)
         smoothness, strong = problem_constants(task, config.smoothness, config.strong_convexity, "ADOM+")
         edge_lists = [g.edges for g in self.graphs] if self.graphs else [edges]
@@ -128,7 +114,7 @@ class AdomPlus(SynchronousEventAlgorithm):
             chi = 2.0
         self.constants = AdomPlusConstants.from_problem(smoothness, strong, chi)
         dim = self.x0.shape[0]
-        init = streams.numpy("adom_plus.init")
+        init = self.streams.numpy("adom_plus.init")
         self.x = np.tile(self.x0, (n, 1))
         self.m = init.standard_normal((n, dim))
         self.y = init.standard_normal((n, dim))

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from flsim.algorithms.base import register
 from flsim.algorithms.events import (
     EventAlgorithm,
-    EventConfig,
 )
-from flsim.rng import Streams
-from flsim.tasks.base import Task
 
 if TYPE_CHECKING:
-    from flsim.topology import EdgeRates
+    pass
 
 
 @register
@@ -28,17 +23,7 @@ class AsyncGossipSGD(EventAlgorithm):
     name = "async_gossip_sgd"
     state_fields = ("grad_events", "models", "iterate_sum")
 
-    def __init__(
-        self,
-        config: EventConfig,
-        task: Task,
-        edges: list[tuple[int, int]],
-        chi1: float,
-        streams: Streams,
-        x0: torch.Tensor,
-        graphs: Sequence[EdgeRates] | None = None,
-    ) -> None:
-        super().__init__(config, task, edges, chi1, streams, x0, graphs)
+    def _setup(self) -> None:
         self.models = np.tile(self.x0, (self.num_nodes, 1))
         self.iterate_sum = np.zeros_like(self.models)
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from flsim.algorithms.base import register
@@ -16,11 +14,9 @@ from flsim.algorithms.events import (
     EventConfig,
     problem_constants,
 )
-from flsim.rng import Streams
-from flsim.tasks.base import Task
 
 if TYPE_CHECKING:
-    from flsim.topology import EdgeRates
+    pass
 
 
 class DadaoConfig(EventConfig):
@@ -48,17 +44,8 @@ class DADAO(EventAlgorithm):
     Config = DadaoConfig
     state_fields = ("grad_events", "state", "last_event", "iterate_sum", "iterate_count")
 
-    def __init__(
-        self,
-        config: EventConfig,
-        task: Task,
-        edges: list[tuple[int, int]],
-        chi1: float,
-        streams: Streams,
-        x0: torch.Tensor,
-        graphs: Sequence[EdgeRates] | None = None,
-    ) -> None:
-        super().__init__(config, task, edges, chi1, streams, x0, graphs)
+    def _setup(self) -> None:
+        config, task, chi1 = self.config, self.task, self.chi1
         assert isinstance(config, DadaoConfig)
         smoothness, strong = problem_constants(task, config.smoothness, config.strong_convexity, "DADAO")
         self.constants = DadaoConstants.from_problem(smoothness, strong, chi1)

@@ -78,6 +78,12 @@ class EventAlgorithm(ABC):
         self.num_nodes = task.num_clients
         self.grad_events = np.zeros(self.num_nodes, dtype=np.int64)
         self.x0 = x0.detach().to(torch.float64).numpy()
+        self._setup()
+
+    @abstractmethod
+    def _setup(self) -> None:
+        """Per-algorithm state, built from the fields above (each algorithm defines it here
+        rather than repeating the constructor's signature)."""
 
     @classmethod
     def validate_against(cls, config: AlgorithmConfig, scenario: Any) -> None:
