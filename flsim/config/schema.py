@@ -148,6 +148,12 @@ class BackendConfig(Strict):
     client_cache_clients: PositiveInt | None = Field(
         None, description="Per-host bound on the number of lazily built clients kept in memory."
     )
+    event_parallelism: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Ray, event-driven runs: spread the nodes over backend.num_actors actors (on), keep "
+        "the whole run on one coordinator actor (off), or choose from the measured cost of an event "
+        "against an actor round trip (auto).",
+    )
 
 
 class BudgetConfig(Strict):
