@@ -26,6 +26,7 @@ from flsim.config.errors import ConfigError
 from flsim.config.schema import TaskConfig
 from flsim.rng import numpy_rng
 from flsim.tasks.base import Shard, Task
+from flsim.tasks.client_streams import client_generators
 from flsim.tasks.common import round_significant, rowdot, split_evenly, to_tensor, warn_unused_partition
 from flsim.tasks.lazy_clients import LazyClients, LazyConstants
 from flsim.tasks.models import resolve_model_name
@@ -305,6 +306,24 @@ class _LinregSpec:
     def train(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         return self.draw(self.client(i), self.per_client)
 
+    def chunk(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """The training rows of clients ``start..stop-1``, concatenated: what :meth:`train`
+        gives client by client, drawn from block-seeded streams (:mod:`client_streams`), with
+        each elementwise step done once for the block (same operations in the same order, so
+        the same bits) instead of once a client."""
+        count, rows = stop - start, self.per_client
+        z, scale = np.empty((count, self.dim)), np.empty((count, self.dim))
+        a, eps = np.empty((count * rows, self.dim)), np.empty(count * rows)
+        for k, rng in enumerate(client_generators(self.seed, "data", range(start, stop))):
+            rng.standard_normal(out=z[k])
+            scale[k] = rng.lognormal(0.0, 0.5 * self.h, self.dim)
+            rng.standard_normal(out=a[k * rows : (k + 1) * rows])
+            rng.standard_normal(out=eps[k * rows : (k + 1) * rows])
+        x_i = self.x_bar + self.h * z / math.sqrt(self.dim)
+        blocks = a.reshape(count, rows, self.dim)  # a view: client k's rows are blocks[k]
+        blocks *= scale[:, None, :]
+        return a, (blocks * x_i[:, None, :]).sum(axis=2).ravel() + self.noise * eps
+
     def constants(self, a: np.ndarray) -> tuple[float, float]:
         """(L_i, μ_i): extreme eigenvalues of AᵢᵀAᵢ/nᵢ plus l2, rounded (see round_significant)."""
         eig = np.linalg.eigvalsh(a.T @ a / self.per_client)
@@ -372,11 +391,10 @@ def _test_counts(test_samples: int, num_clients: int, i: int) -> int:
     return base + (1 if i < extra else 0)
 
 
-def _client_chunks(num_clients: int, draw: Callable[[int], tuple]) -> Iterator[tuple]:
+def _client_chunks(num_clients: int, chunk: Callable[[int, int], tuple]) -> Iterator[tuple]:
     """Every client's arrays, concatenated STREAM_CHUNK clients at a time (bounded memory)."""
     for start in range(0, num_clients, STREAM_CHUNK):
-        parts = [draw(i) for i in range(start, min(start + STREAM_CHUNK, num_clients))]
-        yield tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+        yield chunk(start, min(start + STREAM_CHUNK, num_clients))
 
 
 def _lazy_convex_task(
@@ -430,7 +448,7 @@ def _lazy_linreg(spec: _LinregSpec, num_clients: int, test_samples: int) -> Task
     """
 
     def solve() -> tuple[Tensor, float, Callable[[Tensor], float]]:
-        stats = LeastSquaresStats(spec.dim).add_chunks(_client_chunks(num_clients, spec.train))
+        stats = LeastSquaresStats(spec.dim).add_chunks(_client_chunks(num_clients, spec.chunk))
         optimum, hessian, value = streamed_least_squares(stats, spec.l2)
         x_star = to_tensor(optimum)
         return x_star, value, quadratic_loss_oracle(x_star, hessian, value)
@@ -467,6 +485,22 @@ class _LogregSpec:
 
     def train(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         return self.draw(self.client(i), self.per_client)
+
+    def chunk(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Clients ``start..stop-1``'s training rows, concatenated, drawn block-wise with the
+        bits of :meth:`train` (see :meth:`_LinregSpec.chunk`)."""
+        count, rows = stop - start, self.per_client
+        z, shift = np.empty((count, self.dim)), np.empty((count, self.dim))
+        a, noise = np.empty((count * rows, self.dim)), np.empty(count * rows)
+        for k, rng in enumerate(client_generators(self.seed, "data", range(start, stop))):
+            rng.standard_normal(out=z[k])
+            rng.standard_normal(out=shift[k])
+            rng.standard_normal(out=a[k * rows : (k + 1) * rows])
+            noise[k * rows : (k + 1) * rows] = rng.logistic(size=rows)
+        w_i = self.w_bar + self.h * z / math.sqrt(self.dim)
+        blocks = a.reshape(count, rows, self.dim)  # a view: client k's rows are blocks[k]
+        blocks += (0.5 * self.h * shift)[:, None, :]
+        return a, ((blocks * w_i[:, None, :]).sum(axis=2).ravel() + noise > 0).astype(np.float64)
 
     def constants(self, a: np.ndarray) -> tuple[float, float]:
         """(L_i, μ_i) = (λ_max(AᵢᵀAᵢ)/(4nᵢ) + l2, l2), rounded like the eager build."""
@@ -534,7 +568,7 @@ def _streamed_logistic(spec: _LogregSpec, num_clients: int) -> tuple[Callable, C
 
     def parts(x: np.ndarray) -> tuple[float, np.ndarray]:
         total, grad = 0.0, np.zeros(spec.dim)
-        for a, y in _client_chunks(num_clients, spec.train):
+        for a, y in _client_chunks(num_clients, spec.chunk):
             logits = logits_of(a, x)
             total += float(np.logaddexp(0.0, -(2.0 * y - 1.0) * logits).sum())
             grad += logits_of(np.ascontiguousarray(a.T), 0.5 * (1.0 + np.tanh(0.5 * logits)) - y)
@@ -542,14 +576,14 @@ def _streamed_logistic(spec: _LogregSpec, num_clients: int) -> tuple[Callable, C
 
     def hessian_at(x: np.ndarray) -> np.ndarray:
         total = np.zeros((spec.dim, spec.dim))
-        for a, _ in _client_chunks(num_clients, spec.train):
+        for a, _ in _client_chunks(num_clients, spec.chunk):
             prob = 0.5 * (1.0 + np.tanh(0.5 * logits_of(a, x)))
             ta = torch.from_numpy(a)
             total += matmul(ta.T * torch.from_numpy(prob * (1.0 - prob)), ta)
         return total / n + l2 * np.eye(spec.dim)
 
     def separable_at(x: np.ndarray) -> bool:
-        chunks = _client_chunks(num_clients, spec.train)
+        chunks = _client_chunks(num_clients, spec.chunk)
         return all(bool(np.all((2.0 * y - 1.0) * logits_of(a, x) > 0)) for a, y in chunks)
 
     return parts, hessian_at, separable_at
