@@ -92,6 +92,7 @@ class AdomPlus(SynchronousEventAlgorithm):
     name = "adom_plus"
     Config = AdomPlusConfig
     state_fields = ("grad_events", "x", "m", "y", "z", "x_f", "y_f", "z_f", "gossip_count")
+    splits_steps = True
 
     def _setup(self) -> None:
         config, task, edges = self.config, self.task, self.edges
@@ -144,11 +145,18 @@ class AdomPlus(SynchronousEventAlgorithm):
         return self._mixing_cache[key]
 
     def step(self, iteration: int) -> StepCost:
-        c = self.constants
-        first = int(self.gossip_count)
-        weights = self.mixing(first)
-        x_g = c.tau1 * self.x + (1 - c.tau1) * self.x_f
+        x_g = self.gradient_points()
         grad = np.stack([self.gradient(node, x_g[node]) for node in range(self.num_nodes)])
+        return self.finish_step(x_g, grad)
+
+    def gradient_points(self) -> np.ndarray:
+        c = self.constants
+        return c.tau1 * self.x + (1 - c.tau1) * self.x_f
+
+    def finish_step(self, points: np.ndarray, gradients: np.ndarray) -> StepCost:
+        c = self.constants
+        weights = self.mixing(int(self.gossip_count))
+        x_g, grad = points, gradients
         y_g = c.sigma1 * self.y + (1 - c.sigma1) * self.y_f
         z_g = c.sigma1 * self.z + (1 - c.sigma1) * self.z_f
         y_new = self._c1 * (
@@ -163,6 +171,10 @@ class AdomPlus(SynchronousEventAlgorithm):
         self.y_f = y_g + c.sigma2 * (y_new - self.y)
         self.z_f = z_g - c.zeta * (dual - weights @ dual)
         self.x, self.y, self.z, self.m = x_new, y_new, z_new, mixed
+        return self.account_step()
+
+    def account_step(self) -> StepCost:
+        first = int(self.gossip_count)
         cycle = len(self.edge_counts)
         edges = sum(self.edge_counts[(first + q) % cycle] for q in range(self.gossip_steps))
         self.gossip_count = np.array(first + self.gossip_steps, dtype=np.int64)

@@ -22,6 +22,7 @@ class AsyncGossipSGD(EventAlgorithm):
 
     name = "async_gossip_sgd"
     state_fields = ("grad_events", "models", "iterate_sum")
+    edge_fields = ("models",)  # an edge event reads only the other endpoint's model
 
     def _setup(self) -> None:
         self.models = np.tile(self.x0, (self.num_nodes, 1))

@@ -43,6 +43,7 @@ class DADAO(EventAlgorithm):
     name = "dadao"
     Config = DadaoConfig
     state_fields = ("grad_events", "state", "last_event", "iterate_sum", "iterate_count")
+    edge_fields = ("state", "last_event")  # (A5) reads the other endpoint's P and its clock
 
     def _setup(self) -> None:
         config, task, chi1 = self.config, self.task, self.chi1

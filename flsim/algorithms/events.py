@@ -58,6 +58,9 @@ class EventAlgorithm(ABC):
     synchronous: ClassVar[bool] = False
     #: Attributes that make up the whole state (checkpoints): arrays, copied on save.
     state_fields: ClassVar[tuple[str, ...]] = ("grad_events",)
+    #: The per-node fields an edge event reads from its other endpoint (None: every per-node
+    #: field). A parallel run ships only these across actors (docs/parallel_events.md).
+    edge_fields: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(
         self,
@@ -180,6 +183,9 @@ class SynchronousEventAlgorithm(EventAlgorithm):
     """An algorithm whose iterations fire on one global clock (driver: ``events``, sync branch)."""
 
     synchronous = True
+    #: Whether ``step`` splits into :meth:`gradient_points`, the per-node gradients and
+    #: :meth:`finish_step`, so that a parallel run spreads the gradients over actors.
+    splits_steps: ClassVar[bool] = False
 
     def on_compute(self, node: int, t: float) -> None:
         raise TypeError(f"{self.name} is synchronous: the driver calls step(), not on_compute()")
@@ -190,6 +196,18 @@ class SynchronousEventAlgorithm(EventAlgorithm):
     @abstractmethod
     def step(self, iteration: int) -> StepCost:
         """Run iteration ``iteration`` (0-based) and say what it cost."""
+
+    def gradient_points(self) -> np.ndarray:
+        """Where each node evaluates its gradient in the next iteration (N × d)."""
+        raise NotImplementedError(f"{self.name} does not split its steps")
+
+    def finish_step(self, points: np.ndarray, gradients: np.ndarray) -> StepCost:
+        """The rest of the iteration, given every node's gradient at ``points``."""
+        raise NotImplementedError(f"{self.name} does not split its steps")
+
+    def account_step(self) -> StepCost:
+        """Advance the counters an iteration advances and return its cost, without computing."""
+        raise NotImplementedError(f"{self.name} does not split its steps")
 
 
 def laplacian(num_nodes: int, edges: Sequence[tuple[int, int]]) -> np.ndarray:

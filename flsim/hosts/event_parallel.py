@@ -1,0 +1,270 @@
+"""The driver side of a parallel event run (docs/parallel_events.md).
+
+:class:`ParallelEventSimulation` is the sequential :class:`EventSimulation` with its
+algorithm replaced by a stand-in that *records* events instead of applying them. The
+event stream is therefore drawn centrally, by the very loop of the sequential engine (the
+same draws, budgets, graph switches and evaluation grid). Whenever the loop needs the
+state (a metrics row at an evaluation time, a checkpoint) the stand-in flushes what it
+recorded to the parts, planned into levels by
+:func:`~flsim.hosts.event_partition.plan_levels`, and gathers every node's rows. An
+evaluation time is thus a global barrier, and the rows and checkpoints are computed from
+the same arrays as in a sequential run: they are bit-identical, and a checkpoint of either
+mode resumes in the other.
+
+Where the parts run is a :class:`PartExecutor`: :class:`InProcessParts` here (the
+reference, and what the tests compare against), Ray actors in
+:mod:`flsim.backends.ray_parallel_events`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from flsim.algorithms.events import EventAlgorithm, StepCost, SynchronousEventAlgorithm
+from flsim.config.schema import Scenario
+from flsim.hosts.event_host import EventSimulation
+from flsim.hosts.event_partition import (
+    Event,
+    LevelPlan,
+    cross_fraction,
+    cut_edges,
+    partition_nodes,
+    plan_levels,
+)
+from flsim.hosts.event_parts import EventPart, NodeStates, merge_states
+from flsim.hosts.sinks import Progress, RowSink
+from flsim.tasks.base import Task
+
+
+class PartExecutor(Protocol):
+    """Runs the parts of a parallel event run somewhere; ``owned[p]`` lists part p's nodes."""
+
+    owned: list[list[int]]
+
+    def reset(self) -> None:
+        """Every part back to the initial state."""
+
+    def run_levels(self, plan: LevelPlan) -> None: ...
+
+    def run_sync(self, iterations: int) -> None:
+        """``iterations`` split steps of a synchronous algorithm, in order."""
+
+    def models(self, t: float) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """Per part: its nodes' models at ``t`` and running averages (see ``EventPart.models``)."""
+
+    def states(self) -> list[dict[str, np.ndarray]]: ...
+
+    def load(self, state: dict[str, Any]) -> None: ...
+
+
+def owned_nodes(owner: Sequence[int], parts: int) -> list[list[int]]:
+    return [[v for v, p in enumerate(owner) if p == part] for part in range(parts)]
+
+
+class InProcessParts:
+    """Every part in this process, one after the other: the reference executor."""
+
+    def __init__(self, scenario: Scenario, task: Task, owner: Sequence[int], parts: int) -> None:
+        self.owned = owned_nodes(owner, parts)
+        self.parts = [EventPart(scenario, task, nodes) for nodes in self.owned]
+
+    def reset(self) -> None:
+        for part in self.parts:
+            part.reset()
+
+    def run_levels(self, plan: LevelPlan) -> None:
+        outputs: list[NodeStates] = [{} for _ in self.parts]
+        for calls, senders in zip(plan.calls, plan.senders, strict=True):
+            previous, outputs = outputs, [{} for _ in self.parts]
+            for p, call in enumerate(calls):
+                if call:
+                    outputs[p] = self.parts[p].level(call, *(previous[q] for q in senders[p]))
+
+    def run_sync(self, iterations: int) -> None:
+        gradients: list[dict[int, np.ndarray]] = []
+        for another in [True] * iterations + [False]:
+            gradients = [part.sync(another, *gradients) for part in self.parts]
+
+    def models(self, t: float) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        return [part.models(t) for part in self.parts]
+
+    def states(self) -> list[dict[str, np.ndarray]]:
+        return [part.state() for part in self.parts]
+
+    def load(self, state: dict[str, Any]) -> None:
+        for part in self.parts:
+            part.load(state)
+
+
+@dataclass
+class ParallelStats:
+    """What the flushes did: events applied, cross-actor events, level calls, flushes."""
+
+    events: int = 0
+    cross_events: int = 0
+    levels: int = 0
+    flushes: int = 0
+
+    def facts(self) -> dict[str, Any]:
+        share = self.cross_events / self.events if self.events else 0.0
+        return {**self.__dict__, "cross_fraction": share}
+
+
+class _Recorder:
+    """What both stand-ins share: the executor, the pending work, and gathering the state."""
+
+    def _attach(self, local: EventAlgorithm, executor: PartExecutor, owner: Sequence[int]) -> None:
+        self.local, self.executor, self.owner = local, executor, list(owner)
+        self.name, self.config, self.num_nodes = local.name, local.config, local.num_nodes
+        self.state_fields = local.state_fields
+        self.stats = ParallelStats()
+        self._averaged: np.ndarray | None = None
+
+    def flush(self) -> None: ...
+
+    def models_at(self, t: float) -> np.ndarray:
+        """Every node's model at ``t``, gathered after the pending work (a barrier)."""
+        self.flush()
+        gathered = self.executor.models(t)
+        models = np.empty((self.num_nodes, *gathered[0][0].shape[1:]))
+        averaged = None if gathered[0][1] is None else np.empty_like(models)
+        for nodes, (rows, averages) in zip(self.executor.owned, gathered, strict=True):
+            models[nodes] = rows
+            if averaged is not None:
+                averaged[nodes] = averages
+        self._averaged = averaged
+        return models
+
+    def averaged_models(self) -> np.ndarray | None:
+        """The averages gathered with the last :meth:`models_at` (``metrics_row`` asks right after)."""
+        return self._averaged
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        self.flush()
+        return merge_states(self.executor.states(), self.executor.owned, self.local)
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.flush()
+        self.local.load_state_dict(state)
+        self.executor.load(state)
+
+
+class PartitionedEvents(_Recorder, EventAlgorithm):
+    """Stands in for an asynchronous algorithm: events are recorded, then applied by the parts."""
+
+    def __init__(self, local: EventAlgorithm, executor: PartExecutor, owner: Sequence[int]) -> None:
+        self._attach(local, executor, owner)
+        self.pending: list[Event] = []
+        self.parts = len(executor.owned)
+
+    def _setup(self) -> None:  # the parts hold the state
+        return None
+
+    def on_compute(self, node: int, t: float) -> None:
+        self.pending.append((t, node, -1))
+
+    def on_edge(self, i: int, j: int, t: float) -> None:
+        self.pending.append((t, i, j))
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        plan = plan_levels(self.pending, self.owner, self.parts)
+        self.stats.events += len(self.pending)
+        self.stats.cross_events += plan.cross_events
+        self.stats.levels += len(plan.calls)
+        self.stats.flushes += 1
+        self.pending = []
+        self.executor.run_levels(plan)
+
+
+class PartitionedSteps(_Recorder, SynchronousEventAlgorithm):
+    """Stands in for a synchronous algorithm whose steps split (``splits_steps``)."""
+
+    def __init__(
+        self, local: SynchronousEventAlgorithm, executor: PartExecutor, owner: Sequence[int]
+    ) -> None:
+        self._attach(local, executor, owner)
+        self.pending_steps = 0
+
+    def _setup(self) -> None:  # the parts hold the state
+        return None
+
+    def step(self, iteration: int) -> StepCost:
+        self.pending_steps += 1
+        assert isinstance(self.local, SynchronousEventAlgorithm)
+        return self.local.account_step()
+
+    def flush(self) -> None:
+        if not self.pending_steps:
+            return
+        self.stats.events += self.pending_steps
+        self.stats.levels += self.pending_steps + 1
+        self.stats.flushes += 1
+        steps, self.pending_steps = self.pending_steps, 0
+        self.executor.run_sync(steps)
+
+
+def can_run_in_parallel(algorithm: EventAlgorithm) -> bool:
+    """Asynchronous algorithms always; synchronous ones whose steps split."""
+    return not algorithm.synchronous or getattr(algorithm, "splits_steps", False)
+
+
+class ParallelEventSimulation(EventSimulation):
+    """The sequential engine's loop, with the algorithm's work done by ``executor``'s parts."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        task: Task,
+        writer: RowSink,
+        progress: Progress,
+        executor: PartExecutor,
+        owner: Sequence[int],
+    ) -> None:
+        super().__init__(scenario, task, writer, progress)
+        local = self.algorithm
+        if not can_run_in_parallel(local):
+            raise ValueError(f"{local.name} cannot run its events in parallel")
+        executor.reset()
+        stand_in: EventAlgorithm
+        if isinstance(local, SynchronousEventAlgorithm):
+            stand_in = PartitionedSteps(local, executor, owner)
+        else:
+            stand_in = PartitionedEvents(local, executor, owner)
+        self.algorithm = stand_in
+
+    @property
+    def stats(self) -> ParallelStats:
+        return self.algorithm.stats  # type: ignore[attr-defined]
+
+
+def run_graph(simulation: EventSimulation) -> tuple[list[tuple[int, int]], list[float]]:
+    """Every graph's edges of the run (a cycle: the union), with their summed rates."""
+    rates: dict[tuple[int, int], float] = {}
+    for graph in simulation.graphs:
+        for (i, j), rate in zip(graph.edges, graph.rates, strict=True):
+            key = (min(i, j), max(i, j))
+            rates[key] = rates.get(key, 0.0) + rate / len(simulation.graphs)
+    edges = sorted(rates)
+    return edges, [rates[e] for e in edges]
+
+
+def plan_partition(simulation: EventSimulation, parts: int) -> tuple[list[int], dict[str, Any]]:
+    """The owner of every node for ``parts`` parts, and facts about the cut (for summaries)."""
+    edges, rates = run_graph(simulation)
+    n = simulation.task.num_clients
+    owner = partition_nodes(n, edges, rates, parts)
+    node_total = n * simulation.compute_rate
+    facts = {
+        "parts": max(owner) + 1,
+        "part_sizes": [owner.count(p) for p in range(max(owner) + 1)],
+        "cut_edges": len(cut_edges(edges, owner)),
+        "edges": len(edges),
+        "expected_cross_fraction": cross_fraction(edges, rates, owner, node_total),
+    }
+    return owner, facts

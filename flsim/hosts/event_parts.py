@@ -1,0 +1,134 @@
+"""One actor's share of a parallel event run (docs/parallel_events.md).
+
+An :class:`EventPart` holds a full replica of the event algorithm, built from the scenario
+exactly as the sequential engine builds it; only the rows of the nodes it *owns* are
+authoritative. It applies the calls that :func:`~flsim.hosts.event_partition.plan_levels`
+gives it. For a cross event (i, j) both parts copy the partner node's exported rows into
+their replica and run the same ``on_edge(i, j, t)``, so both compute the same new rows;
+each keeps its own node's and ignores the other's.
+
+Synchronous algorithms (ADOM+) split each iteration: every part evaluates its own nodes'
+gradients at the common gradient points, then, given every part's gradients, every part
+finishes the iteration on its whole replica (the same arithmetic on the same arrays as the
+sequential engine, so every replica stays identical to it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from flsim.algorithms.events import EventAlgorithm, SynchronousEventAlgorithm
+from flsim.config.schema import Scenario
+from flsim.hosts.event_partition import LevelCall
+from flsim.hosts.sinks import RowCollector, Silent
+from flsim.tasks.base import Task
+
+NodeStates = dict[int, dict[str, np.ndarray]]
+
+
+def build_event_algorithm(scenario: Scenario, task: Task) -> EventAlgorithm:
+    """The algorithm in its initial state, built as the sequential engine builds it."""
+    from flsim.hosts.event_host import EventSimulation
+
+    return EventSimulation(scenario, task, RowCollector(), Silent()).algorithm
+
+
+def per_node_fields(algorithm: EventAlgorithm) -> list[str]:
+    """The state fields with one row per node (the others are shared by all nodes)."""
+    n = algorithm.num_nodes
+    fields = []
+    for name in algorithm.state_fields:
+        array = getattr(algorithm, name)
+        if isinstance(array, np.ndarray) and array.ndim and array.shape[0] == n:
+            fields.append(name)
+    return fields
+
+
+class EventPart:
+    """A replica of the algorithm whose ``owned`` rows this part keeps up to date."""
+
+    def __init__(self, scenario: Scenario, task: Task, owned: Sequence[int]) -> None:
+        self.scenario, self.task = scenario, task
+        self.owned = list(owned)
+        self.owned_set = set(self.owned)
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the initial state (a run that starts without a checkpoint)."""
+        self.algorithm = build_event_algorithm(self.scenario, self.task)
+        fields = self.algorithm.edge_fields
+        self.exchanged = list(fields) if fields is not None else per_node_fields(self.algorithm)
+        self.points: np.ndarray | None = None
+
+    def _export(self, node: int) -> dict[str, np.ndarray]:
+        return {name: np.array(getattr(self.algorithm, name)[node], copy=True) for name in self.exchanged}
+
+    def level(self, call: LevelCall, *incoming: NodeStates) -> NodeStates:
+        """Apply one level's call; returns the exported node states (see ``plan_levels``)."""
+        algorithm = self.algorithm
+        received: NodeStates = {}
+        for states in incoming:
+            received.update(states)
+        for t, i, j in call.imports:
+            remote = j if i in self.owned_set else i
+            for name, value in received[remote].items():
+                getattr(algorithm, name)[remote] = value
+            algorithm.on_edge(i, j, t)
+        on_compute, on_edge = algorithm.on_compute, algorithm.on_edge
+        for t, i, j in call.events:
+            if j < 0:
+                on_compute(i, t)
+            else:
+                on_edge(i, j, t)
+        return {node: self._export(node) for node in call.exports}
+
+    def sync(self, another: bool, *gradients: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+        """Finish the previous iteration with every part's ``gradients`` (if given), then,
+        if ``another``, evaluate this part's gradients of the next iteration."""
+        algorithm = self.algorithm
+        assert isinstance(algorithm, SynchronousEventAlgorithm)
+        if gradients:
+            assert self.points is not None
+            merged: dict[int, np.ndarray] = {}
+            for part in gradients:
+                merged.update(part)
+            stacked = np.stack([merged[node] for node in range(algorithm.num_nodes)])
+            algorithm.finish_step(self.points, stacked)
+            self.points = None
+        if not another:
+            return {}
+        self.points = algorithm.gradient_points()
+        return {node: algorithm.gradient(node, self.points[node]) for node in self.owned}
+
+    def models(self, t: float) -> tuple[np.ndarray, np.ndarray | None]:
+        """The owned nodes' models at ``t`` and their running averages (if kept)."""
+        models = self.algorithm.models_at(t)[self.owned]
+        averaged = self.algorithm.averaged_models()
+        return models, None if averaged is None else averaged[self.owned]
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The owned rows of every per-node field, and every shared field whole."""
+        state = self.algorithm.state_dict()
+        for name in per_node_fields(self.algorithm):
+            state[name] = state[name][self.owned]
+        return state
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.algorithm.load_state_dict(state)
+        self.points = None
+
+
+def merge_states(
+    parts: Sequence[dict[str, np.ndarray]], owned: Sequence[Sequence[int]], template: EventAlgorithm
+) -> dict[str, np.ndarray]:
+    """The whole state from every part's :meth:`EventPart.state` (shared fields: part 0's)."""
+    merged = dict(parts[0])
+    for name in per_node_fields(template):
+        full = np.array(getattr(template, name), copy=True)
+        for state, nodes in zip(parts, owned, strict=True):
+            full[list(nodes)] = state[name]
+        merged[name] = full
+    return merged
