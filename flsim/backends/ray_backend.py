@@ -72,8 +72,9 @@ def _with_payloads(replies: list[Reply], fetch: Callable[[list[Any]], list[Any]]
 
 class _Worker:
     """The actor body. For one run it plays one role: ``clients`` (a :class:`ClientHost`),
-    ``nodes`` (a :class:`NodeHost`), ``server`` (a :class:`ServerCore`) or ``events`` (a
-    coordinator, whose :class:`StreamedEventRun` starts with :meth:`start_events`)."""
+    ``nodes`` (a :class:`NodeHost`), ``server`` (a :class:`ServerCore`), ``events`` (a
+    coordinator, whose :class:`StreamedEventRun` starts with :meth:`start_events`) or
+    ``event_part`` (an :class:`EventPart` of a parallel event run, called through :meth:`part`)."""
 
     def __init__(self) -> None:
         self.host: Any = None
@@ -97,7 +98,16 @@ class _Worker:
             self.host = NodeHost(scenario)
         elif role == "server":
             self.host = ServerCore(scenario)
+        elif role == "event_part":
+            from flsim.hosts.event_parts import EventPart
+            from flsim.tasks import build_task
+
+            self.host = EventPart(scenario, build_task(scenario.task, scenario.seed), nodes)
         self.nodes = nodes
+
+    def part(self, method: str, *args: Any) -> Any:
+        """A call on this actor's share of a parallel event run (``event_part`` role)."""
+        return getattr(self.host, method)(*args)
 
     # -- the coordinator role -------------------------------------------------------------
     def start_events(self, scenario_data: dict[str, Any], checkpoint: dict[str, Any] | None) -> None:

@@ -62,12 +62,27 @@ class EventPart:
         fields = self.algorithm.edge_fields
         self.exchanged = list(fields) if fields is not None else per_node_fields(self.algorithm)
         self.points: np.ndarray | None = None
+        self.failure: str | None = None
+
+    def _check(self) -> None:
+        """Calls are queued without waiting; after a failed one, every later call fails too,
+        so the error reaches the driver at its next gather instead of corrupting the run."""
+        if self.failure is not None:
+            raise RuntimeError(f"an earlier call of this event part failed: {self.failure}")
 
     def _export(self, node: int) -> dict[str, np.ndarray]:
         return {name: np.array(getattr(self.algorithm, name)[node], copy=True) for name in self.exchanged}
 
     def level(self, call: LevelCall, *incoming: NodeStates) -> NodeStates:
         """Apply one level's call; returns the exported node states (see ``plan_levels``)."""
+        self._check()
+        try:
+            return self._level(call, incoming)
+        except Exception as exc:
+            self.failure = repr(exc)
+            raise
+
+    def _level(self, call: LevelCall, incoming: tuple[NodeStates, ...]) -> NodeStates:
         algorithm = self.algorithm
         received: NodeStates = {}
         for states in incoming:
@@ -88,6 +103,14 @@ class EventPart:
     def sync(self, another: bool, *gradients: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
         """Finish the previous iteration with every part's ``gradients`` (if given), then,
         if ``another``, evaluate this part's gradients of the next iteration."""
+        self._check()
+        try:
+            return self._sync(another, gradients)
+        except Exception as exc:
+            self.failure = repr(exc)
+            raise
+
+    def _sync(self, another: bool, gradients: tuple[dict[int, np.ndarray], ...]) -> dict[int, np.ndarray]:
         algorithm = self.algorithm
         assert isinstance(algorithm, SynchronousEventAlgorithm)
         if gradients:
@@ -105,12 +128,14 @@ class EventPart:
 
     def models(self, t: float) -> tuple[np.ndarray, np.ndarray | None]:
         """The owned nodes' models at ``t`` and their running averages (if kept)."""
+        self._check()
         models = self.algorithm.models_at(t)[self.owned]
         averaged = self.algorithm.averaged_models()
         return models, None if averaged is None else averaged[self.owned]
 
     def state(self) -> dict[str, np.ndarray]:
         """The owned rows of every per-node field, and every shared field whole."""
+        self._check()
         state = self.algorithm.state_dict()
         for name in per_node_fields(self.algorithm):
             state[name] = state[name][self.owned]

@@ -1,0 +1,317 @@
+"""Event runs on Ray: nodes spread over actors, or one coordinator actor (docs/parallel_events.md).
+
+``backend.event_parallelism`` chooses:
+
+* ``off``: the whole simulation on one coordinator actor (:mod:`flsim.backends.ray_events`);
+* ``on``: the nodes are partitioned over ``backend.num_actors`` actors, each an
+  :class:`~flsim.hosts.event_parts.EventPart`; the driver draws the event stream with the
+  sequential engine's own loop (:class:`~flsim.hosts.event_parallel.ParallelEventSimulation`)
+  and submits each stretch between two evaluation times as a graph of actor calls, one per
+  level and actor, whose exported node states travel actor to actor by object reference.
+  Nothing waits between levels: Ray starts a call as soon as its inputs exist;
+* ``auto``: measures what an event costs (a few events on the driver's copy of the
+  algorithm, state restored afterwards) and what an actor round trip and one exported node
+  state cost, and runs in parallel only if the work between two levels, shared by the
+  actors, saves more than the level's two messages cost. It logs the figures and the choice,
+  and ``summary.json`` records them under ``event_parallelism``.
+
+Rows are computed in the driver at each evaluation time, from every part's rows, and written
+as they come; checkpoints are the sequential engine's (either mode resumes the other's). A
+lost actor is replaced and the run continues from the last checkpoint, as with the
+coordinator, up to ``backend.max_recoveries`` times.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from flsim.backends.base import WorkerLost
+from flsim.backends.ray_backend import (
+    RayCoordinator,
+    _RayPool,
+    init_ray,
+    release_idle_workers,
+)
+from flsim.backends.ray_events import run_streamed
+from flsim.config.schema import Scenario
+from flsim.hosts.event_host import EventSimulation
+from flsim.hosts.event_parallel import (
+    ParallelEventSimulation,
+    can_run_in_parallel,
+    owned_nodes,
+    plan_partition,
+)
+from flsim.hosts.event_partition import LevelPlan
+from flsim.hosts.sinks import Progress, RowCollector, Silent, Writer
+
+if TYPE_CHECKING:
+    from flsim.tasks.base import Task
+
+log = logging.getLogger("flsim")
+
+#: Levels submitted before the driver waits for the ones submitted a chunk earlier: bounds
+#: the objects in flight and makes every wait a bounded one (``backend.timeout_s``).
+CHUNK = 64
+
+
+class RayEventParts(_RayPool):
+    """The actors of a parallel event run; actor p hosts the nodes of part p."""
+
+    def __init__(self, scenario: Scenario, owned: list[list[int]]) -> None:
+        super().__init__(scenario, "event_part", size=len(owned))
+        self.owned = owned
+
+    def _configure(self, indices: list[int]) -> list[Any]:
+        self.assignment = self.owned  # the partition, not the pool's round robin
+        return super()._configure(indices)
+
+    def call(self, part: int, method: str, *args: Any) -> Any:
+        return self.actors[part].part.remote(method, *args)
+
+    def wait(self, refs: list[Any]) -> None:
+        """Until ``refs`` are computed (not fetched), within ``backend.timeout_s``."""
+        import ray
+
+        if not refs:
+            return
+        timeout = self.scenario.backend.timeout_s
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout, fetch_local=False)
+        if len(ready) < len(refs):
+            raise TimeoutError(f"a Ray actor did not answer within backend.timeout_s={timeout:g}s")
+
+
+class RayPartExecutor:
+    """The :class:`~flsim.hosts.event_parallel.PartExecutor` on :class:`RayEventParts`."""
+
+    def __init__(self, pool: RayEventParts) -> None:
+        self.pool = pool
+        self.owned = pool.owned
+
+    def _all(self, method: str, *args: Any) -> list[Any]:
+        return self.pool._get([self.pool.call(p, method, *args) for p in range(len(self.owned))])
+
+    def reset(self) -> None:
+        self._all("reset")
+
+    def run_levels(self, plan: LevelPlan) -> None:
+        parts = len(self.owned)
+        outputs: list[Any] = [None] * parts
+        latest: list[Any] = []
+        for level, (calls, senders) in enumerate(zip(plan.calls, plan.senders, strict=True)):
+            previous, outputs = outputs, [None] * parts
+            for p, call in enumerate(calls):
+                if call:
+                    outputs[p] = self.pool.call(p, "level", call, *(previous[q] for q in senders[p]))
+            if level % CHUNK == CHUNK - 1:
+                self.pool.wait(latest)  # the chunk before this one; this one stays in flight
+                latest = [ref for ref in outputs if ref is not None]
+        self.pool.wait(latest + [ref for ref in outputs if ref is not None])
+
+    def run_sync(self, iterations: int) -> None:
+        gradients: list[Any] = []
+        for index, another in enumerate([True] * iterations + [False]):
+            gradients = [self.pool.call(p, "sync", another, *gradients) for p in range(len(self.owned))]
+            if index % CHUNK == CHUNK - 1:
+                self.pool.wait(gradients)
+        self.pool.wait(gradients)
+
+    def models(self, t: float) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        return self._all("models", t)
+
+    def states(self) -> list[dict[str, np.ndarray]]:
+        return self._all("state")
+
+    def load(self, state: dict[str, Any]) -> None:
+        import ray
+
+        self._all("load", ray.put(state))
+
+
+def part_count(scenario: Scenario) -> int:
+    """``backend.num_actors``, else the cluster's CPUs per ``cpus_per_actor``; at most N."""
+    import ray
+
+    backend = scenario.backend
+    size = backend.num_actors or int(ray.cluster_resources().get("CPU", 1) // backend.cpus_per_actor)
+    return max(1, min(size, scenario.task.num_clients))
+
+
+class RayEventRunner:
+    """The Ray :class:`~flsim.backends.base.EventCoordinator`: parallel parts or one coordinator."""
+
+    def __init__(self, scenario: Scenario, task: Task, writer: Writer, progress: Progress) -> None:
+        self.scenario, self.task, self.writer, self.progress = scenario, task, writer, progress
+
+    def run(self, checkpoint: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        scenario = self.scenario
+        if scenario.backend.event_parallelism == "off":
+            return self._coordinator(None, checkpoint, {"mode": "off"})
+        owns_ray = init_ray(scenario.backend.address, connect_timeout_s=scenario.backend.connect_timeout_s)
+        try:
+            return self._choose_and_run(checkpoint)
+        finally:
+            if owns_ray:
+                import ray
+
+                release_idle_workers()
+                ray.shutdown()
+
+    def _choose_and_run(self, checkpoint: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        scenario = self.scenario
+        probe = EventSimulation(scenario, self.task, RowCollector(), Silent())
+        parts = part_count(scenario)
+        owner, facts = plan_partition(probe, parts)
+        facts["setting"] = scenario.backend.event_parallelism
+        if not can_run_in_parallel(probe.algorithm) or parts < 2:
+            reason = "one actor" if parts < 2 else f"{probe.algorithm.name} has no parallel form"
+            if facts["setting"] == "on":
+                log.warning("backend.event_parallelism=on: %s; running on one coordinator actor", reason)
+            return self._coordinator(None, checkpoint, {**facts, "mode": "off", "reason": reason})
+        if facts["setting"] == "auto":
+            coordinator = RayCoordinator(scenario)
+            coordinator.start()
+            try:
+                facts.update(measure(probe, coordinator, facts["expected_cross_fraction"]))
+                log.info("backend.event_parallelism=auto: %s", describe_choice(facts))
+                if facts["mode"] == "off":
+                    return self._coordinator(coordinator, checkpoint, facts)
+            finally:
+                coordinator.shutdown()  # pooled: the parts below reuse its actor
+        facts["mode"] = "on"
+        return self._parallel(owner, checkpoint, facts)
+
+    def _coordinator(
+        self, coordinator: RayCoordinator | None, checkpoint: dict[str, Any] | None, facts: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The whole run on one coordinator actor (started here unless given)."""
+        own = coordinator is None
+        coordinator = coordinator or RayCoordinator(self.scenario)
+        try:
+            if own:
+                coordinator.start()
+            final, recoveries = run_streamed(
+                coordinator, self.scenario, self.writer, self.progress, checkpoint
+            )
+            placement = coordinator.describe()
+        finally:
+            if own:
+                coordinator.shutdown()
+        return final, {"placement": placement, "recoveries": recoveries, "event_parallelism": facts}
+
+    def _parallel(
+        self, owner: list[int], checkpoint: dict[str, Any] | None, facts: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The parts on their actors; a lost actor is replaced and the run restarts from the
+        last checkpoint (or from the start), whose rows are written again."""
+        scenario = self.scenario
+        pool = RayEventParts(scenario, owned_nodes(owner, facts["parts"]))
+        recoveries = 0
+        try:
+            pool.start()
+            while True:
+                simulation = ParallelEventSimulation(
+                    scenario, self.task, self.writer, self.progress, RayPartExecutor(pool), owner
+                )
+                try:
+                    if checkpoint is not None:
+                        simulation.restore(checkpoint)
+                    final = simulation.run()
+                    break
+                except WorkerLost as exc:
+                    recoveries += 1
+                    if recoveries > scenario.backend.max_recoveries:
+                        raise
+                    checkpoint = _latest_checkpoint(self.writer)
+                    start = "the start" if checkpoint is None else f"virtual time {checkpoint['loop']['t']:g}"
+                    log.warning("%s; replacing it and continuing from %s", exc, start)
+                    pool.recover()
+                    self.writer.truncate_metrics(-1)
+            facts["stats"] = simulation.stats.facts()
+            return final, {"placement": pool.describe(), "recoveries": recoveries, "event_parallelism": facts}
+        finally:
+            pool.shutdown()
+
+
+def _latest_checkpoint(writer: Writer) -> dict[str, Any] | None:
+    checkpoint = writer.load_checkpoint()
+    return checkpoint if checkpoint is not None and checkpoint.get("kind") == "events" else None
+
+
+def measure(probe: EventSimulation, coordinator: RayCoordinator, cross: float) -> dict[str, Any]:
+    """The figures ``auto`` decides from, and its decision (``mode``).
+
+    Between two levels the actors share about ``1 / cross`` events (at least: a level
+    holds one or more cross events), so running them on k actors saves (1 − 1/k) of that
+    work, against two messages per level: a round trip and one exported node state each.
+    """
+    import ray
+
+    event = event_cost(probe)
+    # A synchronous iteration is one level; otherwise about 1 / cross events share one.
+    per_level = event if probe.algorithm.synchronous else event / max(cross, 1e-9)
+    trips = []
+    for _ in range(5):
+        start = time.perf_counter()
+        coordinator._get([coordinator.actors[0].placement.remote()])
+        trips.append(time.perf_counter() - start)
+    sample = {name: np.array(getattr(probe.algorithm, name)[0]) for name in _exchanged(probe)}
+    start = time.perf_counter()
+    ray.get(ray.put(pickle.dumps(sample)))
+    transfer = time.perf_counter() - start
+    parts = part_count(probe.scenario)
+    saved = per_level * (1 - 1 / parts)
+    overhead = 2 * (min(trips) + transfer)
+    return {
+        "event_cost_s": event,
+        "round_trip_s": min(trips),
+        "state_transfer_s": transfer,
+        "work_per_level_s": per_level,
+        "mode": "on" if saved > overhead else "off",
+    }
+
+
+def _exchanged(probe: EventSimulation) -> list[str]:
+    from flsim.hosts.event_parts import per_node_fields
+
+    fields = probe.algorithm.edge_fields
+    return list(fields) if fields is not None else per_node_fields(probe.algorithm)
+
+
+def event_cost(probe: EventSimulation, samples: int = 8) -> float:
+    """Seconds per event (per iteration, synchronous) on the driver, state restored after."""
+    algorithm = probe.algorithm
+    saved = algorithm.state_dict()
+    try:
+        start = time.perf_counter()
+        if algorithm.synchronous:
+            algorithm.step(0)  # type: ignore[attr-defined]
+            return time.perf_counter() - start
+        n, edges = probe.task.num_clients, probe.edges
+        count = min(samples, n)
+        for node in range(count):
+            algorithm.on_compute(node, 1e-3)
+        compute = (time.perf_counter() - start) / count
+        start = time.perf_counter()
+        for i, j in edges[:samples]:
+            algorithm.on_edge(i, j, 1e-3)
+        edge = (time.perf_counter() - start) / max(1, min(samples, len(edges)))
+        node_rate = n * probe.compute_rate
+        share = node_rate / probe.total_rate
+        return share * compute + (1 - share) * edge
+    finally:
+        algorithm.load_state_dict(saved)
+
+
+def describe_choice(facts: dict[str, Any]) -> str:
+    return (
+        f"an event costs {facts['event_cost_s'] * 1e3:.3g} ms, an actor round trip "
+        f"{facts['round_trip_s'] * 1e3:.3g} ms plus {facts['state_transfer_s'] * 1e3:.3g} ms per node "
+        f"state, {facts['expected_cross_fraction']:.1%} of events cross the {facts['parts']} parts "
+        f"({facts['cut_edges']} of {facts['edges']} edges cut) -> "
+        + ("parallel parts" if facts["mode"] == "on" else "one coordinator actor")
+    )
