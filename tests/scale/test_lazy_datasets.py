@@ -1,0 +1,89 @@
+"""Lazy synthetic_leaf and pooled populations (issue 17): the eager samples, built on first use."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import flsim
+import flsim.tasks.leaf as leaf
+from flsim.config.schema import TaskConfig
+from flsim.tasks import build_task
+from flsim.tasks.lazy_clients import LazyClients
+
+
+def _leaf(num_clients: int = 30, **params) -> TaskConfig:
+    return TaskConfig(
+        dataset="synthetic_leaf",
+        num_clients=num_clients,
+        dataset_params={"dim": 7, "classes": 4, "min_samples": 5, "lognormal_mean": 1.0, **params},
+        test_fraction=0.2,
+    )
+
+
+@pytest.mark.parametrize("params", [{}, {"iid": True}, {"max_samples_per_client": 9}])
+def test_lazy_leaf_has_the_eager_samples(params, monkeypatch):
+    eager = build_task(_leaf(**params), 3)
+    assert isinstance(eager.clients, list)
+    monkeypatch.setattr(leaf, "LAZY_MIN_FLOATS", 0)
+    lazy = build_task(_leaf(**params), 3)
+    assert isinstance(lazy.clients, LazyClients)
+    assert lazy.client_sizes() == eager.client_sizes() == [len(c) for c in eager.clients]
+    for k in (29, 0, 13):
+        assert torch.equal(lazy.clients[k].x, eager.clients[k].x)
+        assert torch.equal(lazy.clients[k].y, eager.clients[k].y)
+    assert torch.equal(lazy.test.x, eager.test.x) and torch.equal(lazy.test.y, eager.test.y)
+    assert lazy.clients.builds == 3  # sizes came from the block pass, not from building clients
+
+
+def test_leaf_test_set_is_the_held_out_part_of_the_first_test_clients():
+    whole = build_task(_leaf(), 3)
+    first = build_task(_leaf(test_clients=4), 3)
+    assert [len(c) for c in first.clients] == [len(c) for c in whole.clients]  # training unchanged
+    assert 0 < len(first.test) < len(whole.test)
+    # the whole test set holds every client's held-out samples in id order; the first four lead
+    assert torch.equal(first.test.x, whole.test.x[: len(first.test)])
+    assert torch.equal(first.test.y, whole.test.y[: len(first.test)])
+
+
+def test_a_million_client_leaf_population_builds_in_o_of_test_clients(monkeypatch):
+    """Nothing but the test clients is drawn at build time; sizes wait for the first weighting."""
+    task = build_task(_leaf(num_clients=1_000_000, test_clients=3), 1)
+    assert isinstance(task.clients, LazyClients) and task.clients.builds == 0
+    x = task.clients[999_999].x
+    assert x.shape[1] == 7 and task.clients.builds == 1
+
+
+def _run(tmp_path, name: str, raw: dict) -> list[dict]:
+    flsim.run(raw, run_dir=tmp_path / name)
+    rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k != "wall_time"} for row in rows]
+
+
+def _leaf_run(backend: dict) -> dict:
+    return {
+        "name": "lazy_leaf",
+        "seed": 2,
+        "task": {
+            "dataset": "synthetic_leaf",
+            "num_clients": 40,
+            "dataset_params": {"dim": 6, "classes": 3, "min_samples": 6, "lognormal_mean": 1.0},
+        },
+        "algorithm": {"name": "fedavg", "lr": 0.1, "local_steps": 3, "batch_size": 4},
+        "rounds": 4,
+        "clients_per_round": 8,
+        "backend": backend,
+        "eval": {"every": 2},
+    }
+
+
+@pytest.mark.slow
+def test_leaf_results_do_not_depend_on_laziness_or_the_cache_size(tmp_path, monkeypatch):
+    eager = _run(tmp_path, "eager", _leaf_run({}))
+    monkeypatch.setattr(leaf, "LAZY_MIN_FLOATS", 0)
+    one = _run(tmp_path, "one", _leaf_run({"client_cache_clients": 1}))
+    everyone = _run(tmp_path, "all", _leaf_run({"client_cache_clients": 40}))
+    assert eager == one == everyone
+    assert len(eager) == 3 and eager[-1]["test_acc"] > 0
