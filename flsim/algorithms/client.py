@@ -85,7 +85,9 @@ class ClientContext:
         self.grad_evals += 1
         unit = self.batch_size or self.num_samples
         self.work += max(1, math.ceil(int(batch.x.shape[0]) / unit))
-        _, gradient = self.objective.loss_and_grad(params, batch.x, batch.y)
+        # Stochastic models (alpha dropout) draw their masks from this client's round stream.
+        draws = {"generator": self.generator} if getattr(self.objective, "stochastic", False) else {}
+        _, gradient = self.objective.loss_and_grad(params, batch.x, batch.y, **draws)
         return gradient
 
     def full_grad(self, params: Tensor) -> Tensor:

@@ -67,6 +67,14 @@ class ModelConfig(Strict):
 
     name: ModelName | None = None
     hidden: list[PositiveInt] = Field(default_factory=lambda: [64])
+    activation: Literal["relu", "selu"] = Field(
+        "relu", description="mlp: relu, or selu (LeCun-normal init, self-normalising, no norm layers)."
+    )
+    norm: Literal["none", "batch", "group"] = Field(
+        "none", description="mlp with relu: a normalisation layer before each ReLU (docs/building_blocks.md)."
+    )
+    groups: PositiveInt = Field(8, description="norm: group, the number of groups; it divides every hidden width.")
+    alpha_dropout: float = Field(0.0, ge=0, lt=1, description="selu: alpha-dropout rate after each hidden layer.")
 
 
 class TaskConfig(Strict):

@@ -59,6 +59,7 @@ import numpy as np
 from numpy.polynomial import legendre
 from pydantic import Field
 
+from flsim.algorithms.selection import draw_cumulative, projection_dpp
 from flsim.studies import (
     FigureSpec,
     StudyContext,
@@ -97,63 +98,17 @@ def ground_set(grid_size: int, m: int) -> Ground:
     return Ground(x, design, q, np.einsum("ij,ij->i", q, q))
 
 
-def _draw(rng: np.random.Generator, cumulative: np.ndarray, size: int | tuple[int, ...]) -> np.ndarray:
-    """Indices drawn from unnormalised cumulative weights (inverse-CDF, one uniform each)."""
-    return np.searchsorted(cumulative, rng.random(size) * cumulative[-1], side="right")
-
-
-def _orthogonalise(vectors: np.ndarray, frame: np.ndarray) -> np.ndarray:
-    """Rows of ``vectors`` minus their components in each row's orthonormal ``frame`` (twice, for
-    numerical orthogonality), normalised."""
-    for _ in range(2):
-        vectors = vectors - np.einsum("bmt,bt->bm", frame, np.einsum("bmt,bm->bt", frame, vectors))
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
-def projection_dpp(
-    rng: np.random.Generator, q: np.ndarray, draws: int, size: int | None = None
-) -> np.ndarray:
-    """``draws`` exact draws of the projection DPP with kernel QQᵀ, shape (draws, size).
-
-    HKPV chain rule: point t is drawn with probability proportional to the conditional kernel
-    diagonal r_i = ‖q_i‖² − ‖Eᵀq_i‖², where E is an orthonormal basis (in Rᵐ) of the rows already
-    chosen, so Σ_i r_i = m − t and the points are distinct. Instead of updating r over the whole
-    grid (N·m work per point), each step samples r by rejection from the leverage scores h_i = ‖q_i‖²
-    (accept with probability r_i/h_i ≤ 1; mean m/(m − t) proposals), which is exact and costs m·t per
-    proposal. ``size`` < m stops the chain early (its first points, in order).
-    """
-    m = q.shape[1]
-    size = m if size is None else size
-    leverage = np.einsum("ij,ij->i", q, q)
-    cumulative = np.cumsum(leverage)
-    frame = np.zeros((draws, m, size))
-    chosen = np.empty((draws, size), dtype=np.int64)
-    for t in range(size):
-        pending = np.arange(draws)
-        proposals = 2 * math.ceil(m / (m - t)) + 2
-        while pending.size:
-            candidates = _draw(rng, cumulative, (pending.size, proposals))
-            seen = np.einsum("pkm,pmt->pkt", q[candidates], frame[pending, :, :t])
-            keep = 1.0 - np.einsum("pkt,pkt->pk", seen, seen) / leverage[candidates]
-            accepted = rng.random(candidates.shape) < keep
-            done = accepted.any(axis=1)
-            rows, first = pending[done], accepted[done].argmax(axis=1)
-            chosen[rows, t] = candidates[done, first]
-            frame[rows, :, t] = _orthogonalise(q[chosen[rows, t]], frame[rows, :, :t])
-            pending = pending[~done]
-    return chosen
-
-
 def draw_points(rng: np.random.Generator, ground: Ground, sampler: str, n: int, trials: int) -> np.ndarray:
     """Grid indices, shape (trials, n), from one of :data:`SAMPLERS` (iid ones may repeat points)."""
     if sampler == "uniform":
         return rng.integers(0, len(ground.x), size=(trials, n))
     cumulative = np.cumsum(ground.leverage)
     if sampler == "christoffel":
-        return _draw(rng, cumulative, (trials, n))
+        return draw_cumulative(rng, cumulative, (trials, n))
     if sampler == "dpp_repeat":
         return projection_dpp(rng, ground.q, trials * (n // ground.m)).reshape(trials, n)
-    return np.hstack([projection_dpp(rng, ground.q, trials), _draw(rng, cumulative, (trials, n - ground.m))])
+    dpp_part = projection_dpp(rng, ground.q, trials)
+    return np.hstack([dpp_part, draw_cumulative(rng, cumulative, (trials, n - ground.m))])
 
 
 WeightRule = Literal["inverse_christoffel", "unweighted", "christoffel"]

@@ -93,11 +93,9 @@ from flsim.studies import (
     between,
     register_study,
 )
+from flsim.tasks.layers import SELU, SELU_ALPHA, SELU_LAMBDA, AlphaDropout, fan_in_normal_
 from flsim.tasks.pooled import load_digits_data
 
-#: Paper eq. (14) and official selu.py: λ₀₁ and α₀₁, the solution for the fixed point (0, 1).
-SELU_LAMBDA = 1.0507009873554804934193349852946
-SELU_ALPHA = 1.6732632423543772848170429916717
 DATASETS = ("digits", "breast_cancer", "wine")
 MODELS = ("selu", "selu_nodrop", "relu", "relu_bn")
 
@@ -156,44 +154,10 @@ def moment_map_jacobian(mu: float, nu: float, omega: float = 0.0, tau: float = 1
 # --------------------------------------------------------------------------- layers
 
 
-class SELU(nn.Module):
-    """selu(x) = λx for x > 0, λα(eˣ − 1) otherwise (α, λ as attributes, for the tests)."""
-
-    def __init__(self, alpha: float = SELU_ALPHA, scale: float = SELU_LAMBDA) -> None:
-        super().__init__()
-        self.alpha, self.scale = alpha, scale
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.scale * torch.where(x > 0, x, self.alpha * torch.expm1(x))
-
-
-class AlphaDropout(nn.Module):
-    """Alpha dropout (paper §4): dropped units take α′ = −λα, then x ↦ a·x + b keeps (0, 1).
-
-    Masks come from ``generator``; none is drawn from the global generator.
-    """
-
-    def __init__(self, rate: float, generator: torch.Generator, alpha: float = SELU_ALPHA) -> None:
-        super().__init__()
-        keep = 1.0 - rate
-        self.rate, self.generator = rate, generator
-        self.saturation = -SELU_LAMBDA * alpha
-        self.a = (keep + self.saturation**2 * keep * (1.0 - keep)) ** -0.5
-        self.b = -self.a * (1.0 - keep) * self.saturation
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.rate == 0.0:
-            return x
-        kept = torch.rand(x.shape, generator=self.generator, dtype=x.dtype) >= self.rate
-        return self.a * torch.where(kept, x, torch.full_like(x, self.saturation)) + self.b
-
-
 def _dense(fan_in: int, fan_out: int, gain: float, generator: torch.Generator) -> nn.Linear:
     """Linear layer with N(0, gain/fan_in) weights (LeCun gain 1, He gain 2) and zero bias."""
     layer = nn.utils.skip_init(nn.Linear, fan_in, fan_out)
-    with torch.no_grad():
-        layer.weight.normal_(0.0, math.sqrt(gain / fan_in), generator=generator)
-        layer.bias.zero_()
+    fan_in_normal_(layer, gain, generator)
     return layer
 
 

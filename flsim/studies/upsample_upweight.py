@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field, field_validator
 
+from flsim.algorithms.selection import temperature_distribution
 from flsim.studies import (
     FigureSpec,
     StudyContext,
@@ -71,13 +72,6 @@ class Domains:
     @property
     def natural(self) -> np.ndarray:
         return self.sizes / self.sizes.sum()
-
-
-def temperature_distribution(sizes: np.ndarray, tau: float) -> np.ndarray:
-    """p_i ∝ n_i^{1/τ}: τ = 1 is natural sampling, τ → ∞ uniform over domains."""
-    logits = np.log(sizes) / tau
-    p = np.exp(logits - logits.max())
-    return p / p.sum()
 
 
 def make_domains(

@@ -16,6 +16,11 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
+from flsim.tasks.layers import Stochastic
+
+#: Initialises one layer's weight and bias in place from a generator (e.g. LeCun normal).
+WeightInit = Callable[[nn.Module, torch.Generator], None]
+
 
 @dataclass(frozen=True)
 class Shard:
@@ -52,9 +57,15 @@ class ModuleObjective:
     PyTorch forward/backward, which the engine-overhead benchmark holds us to.
     """
 
-    def __init__(self, module: nn.Module, loss_fn: nn.Module) -> None:
+    def __init__(self, module: nn.Module, loss_fn: nn.Module, weight_init: WeightInit | None = None) -> None:
         self.module = module
         self.loss_fn = loss_fn
+        #: Draws a layer's weight (and bias) from the generator; None: PyTorch's default init.
+        self.weight_init = weight_init
+        #: Layers that draw random numbers (alpha dropout): they draw from the generator a
+        #: training gradient is given, and are off for evaluation (``stochastic`` tells callers).
+        self._stochastic = [m for m in module.modules() if isinstance(m, Stochastic)]
+        self.stochastic = bool(self._stochastic)
         params = [p for p in module.parameters()]
         self.dtype = params[0].dtype
         self.dim = sum(p.numel() for p in params)
@@ -69,11 +80,21 @@ class ModuleObjective:
         self._params = params
 
     def init_params(self, generator: torch.Generator) -> Tensor:
-        """PyTorch's default layer init, but drawn from a seeded generator (no global RNG)."""
+        """PyTorch's default layer init (or ``weight_init``), drawn from a seeded generator.
+
+        Normalisation layers (one-dimensional weights) start as the identity: γ = 1, β = 0.
+        """
         with torch.no_grad():
             for layer in self.module.modules():
                 weight = getattr(layer, "weight", None)
-                if not isinstance(weight, torch.Tensor) or weight.dim() < 2:
+                if not isinstance(weight, torch.Tensor):
+                    continue
+                if weight.dim() < 2:
+                    weight.fill_(1.0)
+                    layer.bias.zero_()
+                    continue
+                if self.weight_init is not None:
+                    self.weight_init(layer, generator)
                     continue
                 nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
                 bias = getattr(layer, "bias", None)
@@ -86,10 +107,19 @@ class ModuleObjective:
     def _load(self, params: Tensor) -> None:
         self._flat.copy_(params)
 
-    def loss_and_grad(self, params: Tensor, x: Tensor, y: Tensor) -> tuple[float, Tensor]:
+    def loss_and_grad(
+        self, params: Tensor, x: Tensor, y: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[float, Tensor]:
+        """Loss and gradient; stochastic layers draw from ``generator`` (none: they are off)."""
         self._load(params)
         self._grad.zero_()
-        loss = self.loss_fn(self.module(x), y)
+        for layer in self._stochastic:
+            layer.generator = generator
+        try:
+            loss = self.loss_fn(self.module(x), y)
+        finally:
+            for layer in self._stochastic:
+                layer.generator = None
         loss.backward()
         return float(loss.detach()), self._grad.clone()
 

@@ -24,6 +24,7 @@ from torch import nn
 from flsim.config.errors import ConfigError
 from flsim.config.schema import ModelConfig
 from flsim.tasks.base import ModuleObjective, Objective
+from flsim.tasks.layers import SELU, AlphaDropout, BatchStatNorm, lecun_normal_
 
 
 @dataclass(frozen=True)
@@ -70,15 +71,32 @@ def logreg(spec: ModelInput, cfg: ModelConfig) -> Objective:
     return ModuleObjective(nn.Sequential(*layers), loss)
 
 
+def _hidden_block(cfg: ModelConfig, width: int, dtype: torch.dtype) -> list[nn.Module]:
+    """What follows each hidden ``Linear``: [norm,] ReLU, or SELU [, alpha dropout]."""
+    if cfg.activation == "selu":
+        return [SELU(), AlphaDropout(cfg.alpha_dropout)] if cfg.alpha_dropout > 0 else [SELU()]
+    if cfg.norm == "batch":
+        return [BatchStatNorm(width, dtype), nn.ReLU()]
+    if cfg.norm == "group":
+        return [nn.GroupNorm(cfg.groups, width, dtype=dtype), nn.ReLU()]
+    return [nn.ReLU()]
+
+
 def mlp(spec: ModelInput, cfg: ModelConfig) -> Objective:
-    """Fully connected ReLU network with hidden widths ``task.model.hidden``."""
+    """Fully connected network with hidden widths ``task.model.hidden``.
+
+    ``activation: relu`` (PyTorch's default init) with ``norm: none | batch | group`` before
+    each ReLU; ``activation: selu`` with LeCun-normal init and optional alpha dropout, the
+    normalisation-free variant (docs/building_blocks.md, "Models").
+    """
     layers: list[nn.Module] = []
     width = spec.in_features
     for hidden in cfg.hidden:
-        layers += [nn.Linear(width, hidden, dtype=spec.dtype), nn.ReLU()]
+        layers += [nn.Linear(width, hidden, dtype=spec.dtype), *_hidden_block(cfg, hidden, spec.dtype)]
         width = hidden
     head, loss = _head(spec, width)
-    return ModuleObjective(nn.Sequential(*layers, *head), loss)
+    init = lecun_normal_ if cfg.activation == "selu" else None
+    return ModuleObjective(nn.Sequential(*layers, *head), loss, weight_init=init)
 
 
 def cnn(spec: ModelInput, cfg: ModelConfig) -> Objective:
@@ -133,7 +151,29 @@ def resolve_model_name(cfg: ModelConfig, dataset: str, allowed: Collection[str])
             name,
             f"not available for dataset {dataset!r} (use one of: {', '.join(sorted(allowed))})",
         )
+    check_mlp_options(cfg, name)
     return name
+
+
+def check_mlp_options(cfg: ModelConfig, name: str) -> None:
+    """The activation/norm/dropout options fit each other and the model (mlp only)."""
+    options = {"activation": "relu", "norm": "none", "alpha_dropout": 0.0}
+    for key, default in options.items():
+        if name != "mlp" and getattr(cfg, key) != default:
+            raise ConfigError(
+                f"task.model.{key}", getattr(cfg, key), f"only the mlp has this option, not {name}"
+            )
+    if cfg.alpha_dropout > 0 and cfg.activation != "selu":
+        raise ConfigError(
+            "task.model.alpha_dropout", cfg.alpha_dropout, "alpha dropout needs activation: selu"
+        )
+    if cfg.norm != "none" and cfg.activation != "relu":
+        raise ConfigError("task.model.norm", cfg.norm, "selu is self-normalising: norm layers go with relu")
+    if cfg.norm == "group":
+        for width in cfg.hidden:
+            if width % cfg.groups:
+                reason = f"{cfg.groups} groups do not divide the hidden width {width} (task.model.hidden)"
+                raise ConfigError("task.model.groups", cfg.groups, reason)
 
 
 def build_model(name: str, spec: ModelInput, cfg: ModelConfig) -> Objective:
