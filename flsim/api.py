@@ -157,10 +157,13 @@ def _prepare_task(scenario: Scenario) -> Any:
     if scenario.kind != "federated":
         return None
     from flsim.hosts.client_host import configure_torch
+    from flsim.hosts.vectorized import check_vectorized_model
     from flsim.tasks import build_task
 
     configure_torch(scenario.backend.torch_threads)
-    return build_task(scenario.task, scenario.seed)
+    task = build_task(scenario.task, scenario.seed)
+    check_vectorized_model(scenario, task)  # backend.vectorize: on with an unbatchable model
+    return task
 
 
 def resume(run_dir: str | Path, *, progress: str = "off") -> RunResult:

@@ -7,9 +7,11 @@ from typing import Any
 from torch import Tensor
 
 from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors, local_training, register
+from flsim.algorithms.batched import BatchedContext, batched_training, vectorizable
 from flsim.algorithms.client import ClientContext
 
 
+@vectorizable
 @register
 class FedAvg(RoundAlgorithm):
     """(B1): y_{k+1} = y_k − η_l g_i(y_k) from y_0 = x^t; x^{t+1} = x^t + η_g Σ_i w_i (y_K^i − x^t).
@@ -33,6 +35,18 @@ class FedAvg(RoundAlgorithm):
         x = message["x"]
         y = local_training(x, ctx, cfg, **self.local_oracle(x, ctx))
         return {"delta": y - x}, state
+
+    def batched_oracle(self, x: Tensor, bctx: BatchedContext) -> dict[str, Any]:
+        """:meth:`local_oracle` for a stack of clients (docs/vectorized.md); none for FedAvg."""
+        return {}
+
+    def client_update_batched(
+        self, message: Tensors, states: list[Tensors], bctx: BatchedContext
+    ) -> tuple[Tensors, list[Tensors]]:
+        """:meth:`client_update` for K clients at once: the stacked deltas [K, D]."""
+        x = message["x"]
+        y = batched_training(x, bctx, self.config, **self.batched_oracle(x, bctx))
+        return {"delta": y - x}, states
 
     def aggregate(self, server: Tensors, replies: list[Reply], round_index: int) -> Tensors:
         step = self.weighted_mean(replies, "delta")

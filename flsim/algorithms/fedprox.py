@@ -8,6 +8,7 @@ from pydantic import Field
 from torch import Tensor
 
 from flsim.algorithms.base import AlgorithmConfig, register
+from flsim.algorithms.batched import BatchedContext, vectorizable
 from flsim.algorithms.client import ClientContext
 from flsim.algorithms.fedavg import FedAvg
 
@@ -18,6 +19,7 @@ class FedProxConfig(AlgorithmConfig):
     mu: float = Field(0.01, ge=0)
 
 
+@vectorizable
 @register
 class FedProx(FedAvg):
     """(B2): y_{k+1} = y_k − η_l (g_i(y_k) + μ (y_k − x^t)); the server is FedAvg's (B1).
@@ -31,6 +33,19 @@ class FedProx(FedAvg):
     Config = FedProxConfig
 
     def local_oracle(self, x: Tensor, ctx: ClientContext) -> dict[str, Any]:
+        cfg = self.config
+        assert isinstance(cfg, FedProxConfig)
+        mu = cfg.mu
+        if not mu:
+            return {}
+
+        def proximal(y: Tensor, g: Tensor) -> Tensor:
+            return g + mu * (y - x)
+
+        return {"correction": proximal}
+
+    def batched_oracle(self, x: Tensor, bctx: BatchedContext) -> dict[str, Any]:
+        """The same proximal term μ(y − x) on every row of the stack (x broadcasts over rows)."""
         cfg = self.config
         assert isinstance(cfg, FedProxConfig)
         mu = cfg.mu

@@ -6,9 +6,11 @@ import torch
 from torch import Tensor
 
 from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors, local_training, register
+from flsim.algorithms.batched import BatchedContext, batched_training, stack_state, vectorizable
 from flsim.algorithms.client import ClientContext
 
 
+@vectorizable
 @register
 class Scaffold(RoundAlgorithm):
     """(B3) SCAFFOLD with option II control variates (Karimireddy et al., 2020).
@@ -53,6 +55,21 @@ class Scaffold(RoundAlgorithm):
         y = local_training(x, ctx, cfg, correction=corrected)
         c_new = c_i - c + (x - y) / (steps * ctx.lr)
         return {"delta": y - x, "delta_c": c_new - c_i}, {"c": c_new}
+
+    def client_update_batched(
+        self, message: Tensors, states: list[Tensors], bctx: BatchedContext
+    ) -> tuple[Tensors, list[Tensors]]:
+        """:meth:`client_update` for K clients: drift rows c − c_i, the same c_i⁺ (B3) per row."""
+        x, c = message["x"], message["c"]
+        c_i = stack_state(states, "c")
+        drift = c - c_i
+
+        def corrected(y: Tensor, g: Tensor) -> Tensor:
+            return g + drift
+
+        y = batched_training(x, bctx, self.config, correction=corrected)
+        c_new = c_i - c + (x - y) / (bctx.num_steps * bctx.lr)
+        return {"delta": y - x, "delta_c": c_new - c_i}, [{"c": row.clone()} for row in c_new]
 
     def aggregate(self, server: Tensors, replies: list[Reply], round_index: int) -> Tensors:
         x = server["x"] + self.config.server_lr * self.weighted_mean(replies, "delta")

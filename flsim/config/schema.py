@@ -156,6 +156,12 @@ class BackendConfig(Strict):
     client_cache_clients: PositiveInt | None = Field(
         None, description="Per-host bound on the number of lazily built clients kept in memory."
     )
+    vectorize: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Run a round's clients on one host as one batched computation (docs/vectorized.md): "
+        "auto where the algorithm has a batched update and the round is large enough, on (an error "
+        "where it has none), off (one client after another).",
+    )
     event_parallelism: Literal["auto", "on", "off"] = Field(
         "auto",
         description="Ray, event-driven runs: spread the nodes over backend.num_actors actors (on), keep "

@@ -17,6 +17,7 @@ from flsim.algorithms.client import ClientContext
 from flsim.config.schema import Scenario
 from flsim.hosts.channels import send_uplink, uplink_channel
 from flsim.hosts.state_store import ClientStateStore
+from flsim.hosts.vectorized import ClientWork, VectorizedClients, check_vectorized
 from flsim.rng import Streams, torch_rng
 from flsim.tasks import build_task
 from flsim.tasks.base import Task
@@ -67,6 +68,10 @@ class ClientHost:
             memory_budget_bytes=None if budget_mb is None else int(budget_mb * 2**20),
             spill_dir=scenario.backend.state_dir,
         )
+        gradient = check_vectorized(scenario, self.algorithm, self.task)
+        self.vectorized = (
+            None if gradient is None else VectorizedClients(scenario, self.task, self.algorithm, gradient)
+        )
 
     def run_clients(
         self, message: Tensors, clients: list[int], round_index: int, stream: int | None = None
@@ -75,38 +80,52 @@ class ClientHost:
 
         The buffered driver runs a client several times per server version, so it passes a
         dispatch counter as ``stream`` to give every job its own ``("client", id, stream)`` draws.
+        With ``backend.vectorize`` the clients run as stacks (:mod:`flsim.hosts.vectorized`).
         """
-        cfg = self.algorithm.config
         counter = round_index if stream is None else stream
-        batch_size = None if cfg.batch_size == "full" else int(cfg.batch_size)
-        replies = []
-        for client in clients:
-            ctx = ClientContext(
-                client=client,
-                shard=self.task.clients[client],
-                objective=self.task.objective,
-                generator=torch_rng(self.scenario.seed, "client", client, counter),
-                batch_size=batch_size,
-                lr=cfg.round_lr(round_index),
-                round_index=round_index,
-            )
-            out, state = self.algorithm.client_update(message, self.store.get(client), ctx)
-            compression_rng = torch_rng(self.scenario.seed, "compression.uplink", client, counter)
-            out, state, bytes_up = send_uplink(self.uplink, out, state, compression_rng)
-            self.store.put(client, state)
-            replies.append(
-                Reply(
-                    client=client,
-                    message=out,
-                    num_samples=ctx.num_samples,
-                    grad_evals=ctx.grad_evals,
-                    local_steps=ctx.steps,
-                    work=ctx.work,
-                    bytes_up=bytes_up,
-                    extras=dict(ctx.extras),
-                )
-            )
-        return replies
+        if self.vectorized is None:
+            return [self._run_one(message, client, round_index, counter) for client in clients]
+        done = self.vectorized.run(message, clients, self.store.get, round_index, counter)
+        return [self._reply(client, out, state, counter, work, {}) for client, out, state, work in done]
+
+    def _run_one(self, message: Tensors, client: int, round_index: int, counter: int) -> Reply:
+        cfg = self.algorithm.config
+        ctx = ClientContext(
+            client=client,
+            shard=self.task.clients[client],
+            objective=self.task.objective,
+            generator=torch_rng(self.scenario.seed, "client", client, counter),
+            batch_size=None if cfg.batch_size == "full" else int(cfg.batch_size),
+            lr=cfg.round_lr(round_index),
+            round_index=round_index,
+        )
+        out, state = self.algorithm.client_update(message, self.store.get(client), ctx)
+        work = ClientWork(ctx.num_samples, ctx.grad_evals, ctx.steps, ctx.work)
+        return self._reply(client, out, state, counter, work, dict(ctx.extras))
+
+    def _reply(
+        self,
+        client: int,
+        out: Tensors,
+        state: Tensors,
+        counter: int,
+        work: ClientWork,
+        extras: dict[str, float],
+    ) -> Reply:
+        """The uplink (compression draws from the client's own stream), the stored state, the reply."""
+        compression_rng = torch_rng(self.scenario.seed, "compression.uplink", client, counter)
+        out, state, bytes_up = send_uplink(self.uplink, out, state, compression_rng)
+        self.store.put(client, state)
+        return Reply(
+            client=client,
+            message=out,
+            num_samples=work.num_samples,
+            grad_evals=work.grad_evals,
+            local_steps=work.local_steps,
+            work=work.work,
+            bytes_up=bytes_up,
+            extras=extras,
+        )
 
     def export_states(self) -> dict[int, Tensors]:
         return self.store.export()

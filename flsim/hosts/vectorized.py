@@ -1,0 +1,201 @@
+"""Batched client execution on one host: ``backend.vectorize`` (docs/vectorized.md).
+
+The clients a host runs in one call are grouped by (shard size, local steps): clients of
+one group take the same number of steps on minibatches of the same sizes, so their
+parameters stack into one [K, D] tensor and their minibatches into [K, B, ...] tensors, and
+the algorithm's batched update (:mod:`flsim.algorithms.batched`) runs them as one
+computation. Grouping, not masking: a masked row would need padded minibatches and a loss
+reweighted per row, which changes the sums the sequential rule does; a group computes each
+client's own equations, only reassociated.
+
+Every client's minibatch indices come from its own ``("client", id, stream)`` generator,
+drawn by the same :meth:`ClientContext.batches` the sequential path uses (on a shard of
+indices), so a client's data never depends on which other clients share its stack, nor on
+the host it runs on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from flsim.algorithms.base import Tensors
+from flsim.algorithms.batched import (
+    BatchedContext,
+    StackedBatch,
+    StackedGradient,
+    unstack,
+    vectorize_blocker,
+)
+from flsim.algorithms.client import ClientContext
+from flsim.config.errors import ConfigError
+from flsim.config.schema import Scenario
+from flsim.hosts.stacked_gradients import stacked_gradient
+from flsim.rng import torch_rng
+from flsim.tasks.base import Shard, Task
+
+logger = logging.getLogger(__name__)
+
+#: ``auto`` batches rounds of at least this many expected participants; below it the loop
+#: is as fast (measured with ``python -m benchmarks.vectorized``, docs/vectorized.md).
+AUTO_MIN_CLIENTS = 2
+
+
+def vectorize_reason(scenario: Scenario, algorithm: object, task: Task) -> str | StackedGradient:
+    """The stacked gradient a batched run would use, or why this run cannot be batched."""
+    reason = vectorize_blocker(type(algorithm), getattr(algorithm, "config", None))
+    if reason is not None:
+        return reason
+    gradient = stacked_gradient(task.objective)
+    if isinstance(gradient, str):
+        return gradient
+    k = scenario.expected_participants()
+    if scenario.backend.vectorize == "auto" and k < AUTO_MIN_CLIENTS:
+        return f"{k} client(s) a round, fewer than the {AUTO_MIN_CLIENTS} from which batching pays"
+    return gradient
+
+
+def check_vectorized(scenario: Scenario, algorithm: object, task: Task) -> StackedGradient | None:
+    """The stacked gradient to use, or ``None`` for the loop (logged once, for ``auto``).
+
+    ``on`` where the run cannot be batched is a :class:`ConfigError` naming
+    ``backend.vectorize``; the API calls this before a run directory exists.
+    """
+    mode = scenario.backend.vectorize
+    if mode == "off":
+        return None
+    found = vectorize_reason(scenario, algorithm, task)
+    if not isinstance(found, str):
+        return found
+    if mode == "on":
+        raise ConfigError("backend.vectorize", "on", f"{found}; use auto or off")
+    logger.info("backend.vectorize: auto runs the clients one by one: %s", found)
+    return None
+
+
+def check_vectorized_model(scenario: Scenario, task: Task) -> None:
+    """``on`` with a model that has no batched gradient: a :class:`ConfigError` naming
+    ``backend.vectorize``, raised once the task is built and before a run directory exists
+    (the algorithm was checked when the scenario was loaded)."""
+    if scenario.backend.vectorize == "on" and scenario.kind == "federated":
+        found = stacked_gradient(task.objective)
+        if isinstance(found, str):
+            raise ConfigError("backend.vectorize", "on", f"{found}; use auto or off")
+
+
+@dataclass
+class ClientWork:
+    """What the engine accounts for one client's update (``Reply`` without its payload)."""
+
+    num_samples: int
+    grad_evals: int
+    local_steps: int
+    work: int
+
+
+@dataclass
+class _Group:
+    """Clients of one call with equal shard size and step count, in call order."""
+
+    size: int
+    steps: int
+    full: bool
+    positions: list[int] = field(default_factory=list)
+    clients: list[int] = field(default_factory=list)
+    shards: list[Shard] = field(default_factory=list)
+    indices: list[list[Tensor]] = field(default_factory=list)
+
+
+class VectorizedClients:
+    """Runs the clients of one call as stacks, one per group (see the module docstring)."""
+
+    def __init__(self, scenario: Scenario, task: Task, algorithm: object, gradient: StackedGradient) -> None:
+        self.seed = scenario.seed
+        self.task = task
+        self.algorithm = algorithm
+        self.gradient = gradient
+        self._ranges: dict[int, Shard] = {}
+
+    def run(
+        self,
+        message: Tensors,
+        clients: list[int],
+        states: Callable[[int], Tensors],
+        round_index: int,
+        counter: int,
+    ) -> list[tuple[int, Tensors, Tensors, ClientWork]]:
+        """(client, reply, new state, work) for each client, in the order of ``clients``."""
+        out: list[tuple[int, Tensors, Tensors, ClientWork] | None] = [None] * len(clients)
+        update = self.algorithm.client_update_batched  # type: ignore[attr-defined]
+        for group in self._groups(clients, round_index, counter):
+            bctx = self._context(group, round_index)
+            replies, new_states = update(message, [states(c) for c in group.clients], bctx)
+            work = ClientWork(group.size, bctx.grad_evals, bctx.steps, bctx.work)
+            for row, (position, client) in enumerate(zip(group.positions, group.clients, strict=True)):
+                out[position] = (client, unstack(replies, row), new_states[row], work)
+        return [entry for entry in out if entry is not None]
+
+    def _groups(self, clients: list[int], round_index: int, counter: int) -> list[_Group]:
+        """Clients grouped by (shard size, steps), each with its minibatch indices drawn."""
+        cfg = self.algorithm.config  # type: ignore[attr-defined]
+        batch_size = None if cfg.batch_size == "full" else int(cfg.batch_size)
+        groups: dict[tuple[int, int], _Group] = {}
+        for position, client in enumerate(clients):
+            shard = self.task.clients[client]
+            n = len(shard)
+            draw = ClientContext(
+                client=client,
+                shard=self._index_shard(n),
+                objective=self.task.objective,
+                generator=torch_rng(self.seed, "client", client, counter),
+                batch_size=batch_size,
+                lr=cfg.round_lr(round_index),
+                round_index=round_index,
+            )
+            steps = draw.steps_for(cfg.local_steps, cfg.local_epochs)
+            group = groups.setdefault((n, steps), _Group(n, steps, draw.batch_size is None))
+            group.positions.append(position)
+            group.clients.append(client)
+            group.shards.append(shard)
+            if not group.full:
+                stream = draw.batches()
+                group.indices.append([next(stream).x for _ in range(steps)])
+        return list(groups.values())
+
+    def _index_shard(self, n: int) -> Shard:
+        """A shard whose samples are their own indices: ``batches()`` on it yields the indices."""
+        if n not in self._ranges:
+            index = torch.arange(n)
+            self._ranges[n] = Shard(index, index)
+        return self._ranges[n]
+
+    def _context(self, group: _Group, round_index: int) -> BatchedContext:
+        cfg = self.algorithm.config  # type: ignore[attr-defined]
+        features = torch.stack([shard.x for shard in group.shards])
+        targets = torch.stack([shard.y for shard in group.shards])
+        if group.full:
+            whole = StackedBatch(features, targets)
+
+            def batch(step: int) -> StackedBatch:
+                return whole
+        else:
+            rows = torch.arange(len(group.clients))[:, None]
+            steps = [torch.stack(per_step) for per_step in zip(*group.indices, strict=True)]
+
+            def batch(step: int) -> StackedBatch:
+                return StackedBatch(features[rows, steps[step]], targets[rows, steps[step]])
+
+        unit = group.size if group.full else int(cfg.batch_size)
+        return BatchedContext(
+            group.clients,
+            batch,
+            self.gradient,
+            num_steps=group.steps,
+            lr=cfg.round_lr(round_index),
+            round_index=round_index,
+            unit=unit,
+        )

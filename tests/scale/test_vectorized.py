@@ -1,0 +1,188 @@
+"""Batched client execution, ``backend.vectorize`` (docs/vectorized.md; issue 17, part 2)."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import flsim
+from flsim.algorithms.batched import vectorize_blocker
+from flsim.algorithms.fedavg import FedAvg
+from flsim.config.errors import ConfigError
+from flsim.config.loading import load_scenario
+from flsim.hosts.client_host import ClientHost, initial_model
+from flsim.hosts.stacked_gradients import stacked_gradient
+from flsim.tasks.base import ModuleObjective
+from flsim.tasks.convex import LeastSquaresObjective, LogisticObjective
+from tests.builders import metrics_without_wall_time, tiny_digits, tiny_linreg
+
+#: Covered algorithms with the options that exercise their whole local rule.
+COVERED: dict[str, dict[str, Any]] = {
+    "fedavg": {"name": "fedavg", "lr": 0.1, "local_epochs": 1, "batch_size": 16},
+    "fedprox": {
+        "name": "fedprox",
+        "mu": 0.1,
+        "lr": 0.1,
+        "local_steps": 4,
+        "batch_size": 16,
+        "momentum": 0.5,
+        "clip_norm": 1.0,
+        "weight_decay": 1e-3,
+    },
+    "scaffold": {"name": "scaffold", "lr": 0.1, "local_epochs": 1, "batch_size": 16},
+}
+
+
+def _rows(raw: dict[str, Any], mode: str, path) -> list[dict[str, Any]]:
+    result = flsim.run({**raw, "backend": {**raw.get("backend", {}), "vectorize": mode}}, run_dir=path)
+    return metrics_without_wall_time(result.run_dir)
+
+
+def _assert_close(loop: list[dict[str, Any]], batched: list[dict[str, Any]], rel: float) -> None:
+    assert len(loop) == len(batched) > 1
+    for a, b in zip(loop, batched, strict=True):
+        assert a.keys() == b.keys()
+        for key, value in a.items():
+            if isinstance(value, float):
+                assert b[key] == pytest.approx(value, rel=rel, abs=1e-12), (a["round"], key)
+            else:
+                assert b[key] == value, (a["round"], key)
+
+
+@pytest.mark.parametrize("name", sorted(COVERED))
+def test_batched_rounds_match_the_client_loop(name, tmp_path):
+    """Dirichlet shards of unequal sizes: with local_epochs the clients fall into several
+    groups; every metric (counters exactly, losses to 1e-5) is the loop's."""
+    raw = tiny_digits(algorithm=COVERED[name], rounds=3)
+    assert ClientHost(load_scenario({**raw, "backend": {"vectorize": "on"}})).vectorized is not None
+    _assert_close(_rows(raw, "off", tmp_path / "off"), _rows(raw, "on", tmp_path / "on"), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["fedavg", "scaffold"])
+def test_convex_batched_rounds_are_the_loop_bit_for_bit(name, tmp_path):
+    """On least squares the stacked gradient is the objective's own arithmetic (docs/vectorized.md)."""
+    raw = tiny_linreg(algorithm={"name": name, "lr": 0.05, "local_steps": 3, "batch_size": 8})
+    assert _rows(raw, "off", tmp_path / "off") == _rows(raw, "on", tmp_path / "on")
+
+
+def _round_replies(raw: dict[str, Any], parts: list[list[int]]) -> dict[int, dict[str, torch.Tensor]]:
+    scenario = load_scenario({**raw, "backend": {"vectorize": "on"}})
+    host = ClientHost(scenario)
+    assert host.vectorized is not None
+    message = host.algorithm.broadcast(host.algorithm.init_server(initial_model(scenario, host.task)), 0)
+    return {r.client: r.message for part in parts for r in host.run_clients(message, part, 0)}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        tiny_digits(task={"partition": {"kind": "iid"}}, algorithm=COVERED["scaffold"]),
+        tiny_digits(algorithm=COVERED["fedprox"]),
+        tiny_linreg(),
+    ],
+    ids=["mlp-scaffold", "mlp-fedprox-unequal", "linreg"],
+)
+def test_a_clients_result_does_not_depend_on_its_stack(raw):
+    """What makes local and Ray runs identical: a Ray actor stacks only its share of a round,
+    so a client's reply must be the same bits whichever clients share its stack."""
+    n = raw["task"]["num_clients"]
+    together = _round_replies(raw, [list(range(n))])
+    apart = _round_replies(raw, [[0, n - 1], list(range(1, n - 1))])
+    assert together.keys() == apart.keys() == set(range(n))
+    for client, message in together.items():
+        for key, value in message.items():
+            assert torch.equal(value, apart[client][key]), (client, key)
+
+
+def _objectives() -> dict[str, tuple[Any, torch.Tensor, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(3)
+    k, b, f = 4, 6, 5
+    features = torch.randn(k, b, f, generator=gen)
+    labels = torch.randint(0, 3, (k, b), generator=gen)
+    wide = features.double()
+    mlp = nn.Sequential(nn.Linear(f, 7), nn.ReLU(), nn.Linear(7, 7), nn.ReLU(), nn.Linear(7, 3))
+    regression = nn.Sequential(nn.Linear(f, 4), nn.ReLU(), nn.Linear(4, 1), nn.Flatten(0))
+    tanh = nn.Sequential(nn.Linear(f, 6), nn.Tanh(), nn.Linear(6, 3))
+    return {
+        "least_squares": (LeastSquaresObjective(f, 0.3), wide, torch.randn(k, b, dtype=torch.float64)),
+        "logistic": (LogisticObjective(f, 0.1), wide, (labels % 2).double()),
+        "mlp_cross_entropy": (ModuleObjective(mlp, nn.CrossEntropyLoss()), features, labels),
+        "mlp_mse": (ModuleObjective(regression, nn.MSELoss()), features, torch.randn(k, b)),
+        "tanh_vmap": (ModuleObjective(tanh, nn.CrossEntropyLoss()), features, labels),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_objectives()))
+def test_stacked_gradients_are_each_rows_own_gradient(name):
+    objective, x, y = _objectives()[name]
+    gradient = stacked_gradient(objective)
+    assert callable(gradient), gradient
+    gen = torch.Generator().manual_seed(5)
+    params = torch.stack([objective.init_params(gen) for _ in range(x.shape[0])])
+    params = params + 0.1 * torch.randn(params.shape, generator=gen, dtype=params.dtype)
+    stacked = gradient(params, x, y)
+    for row in range(x.shape[0]):
+        _, expected = objective.loss_and_grad(params[row], x[row], y[row])
+        assert expected.abs().max() > 0
+        torch.testing.assert_close(stacked[row], expected, rtol=1e-5, atol=1e-7)
+
+
+def test_models_with_convolutions_or_buffers_have_no_stacked_gradient():
+    conv = nn.Sequential(nn.Unflatten(1, (1, 4, 4)), nn.Conv2d(1, 2, 3), nn.Flatten(1), nn.Linear(8, 2))
+    assert "Conv2d" in str(stacked_gradient(ModuleObjective(conv, nn.CrossEntropyLoss())))
+    norm = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    assert "buffers" in str(stacked_gradient(ModuleObjective(norm, nn.CrossEntropyLoss())))
+
+
+def test_auto_falls_back_to_the_loop_and_says_why_once(caplog):
+    raw = tiny_digits(task={"model": {"name": "cnn"}})
+    with caplog.at_level(logging.INFO, logger="flsim.hosts.vectorized"):
+        host = ClientHost(load_scenario(raw))
+    assert host.vectorized is None
+    lines = [r.getMessage() for r in caplog.records if r.name == "flsim.hosts.vectorized"]
+    assert len(lines) == 1 and "Conv2d" in lines[0], lines
+
+
+def test_auto_runs_an_uncovered_algorithm_as_a_loop(caplog):
+    raw = tiny_digits(algorithm={"name": "fedamd", "lr": 0.1, "local_steps": 2, "batch_size": 16})
+    with caplog.at_level(logging.INFO, logger="flsim.hosts.vectorized"):
+        host = ClientHost(load_scenario(raw))
+    assert host.vectorized is None
+    assert any("'fedamd' has no batched client update" in r.getMessage() for r in caplog.records)
+
+
+def test_on_with_an_uncovered_algorithm_is_a_config_error_at_load():
+    raw = tiny_digits(
+        algorithm={"name": "fedamd", "lr": 0.1, "local_steps": 2, "batch_size": 16},
+        backend={"vectorize": "on"},
+    )
+    with pytest.raises(ConfigError) as error:
+        load_scenario(raw)
+    assert error.value.key == "backend.vectorize" and "fedamd" in str(error.value)
+
+
+def test_on_with_a_cnn_fails_before_a_run_directory_exists(tmp_path):
+    raw = tiny_digits(task={"model": {"name": "cnn"}}, backend={"vectorize": "on"})
+    with pytest.raises(ConfigError) as error:
+        flsim.run(raw, run_dir=tmp_path / "run")
+    assert error.value.key == "backend.vectorize" and "Conv2d" in str(error.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_only_plain_sgd_steps_are_batched():
+    def config(name: str, state: str = "reset") -> SimpleNamespace:
+        return SimpleNamespace(client_optimizer=SimpleNamespace(name=name, state=state))
+
+    assert vectorize_blocker(FedAvg, config("sgd")) is None
+    assert "adam" in str(vectorize_blocker(FedAvg, config("adam")))
+    assert "persist" in str(vectorize_blocker(FedAvg, config("sgd", "persist")))
+
+    class Variant(FedAvg):
+        name = "variant"
+
+    assert "no batched client update" in str(vectorize_blocker(Variant, config("sgd")))
