@@ -29,6 +29,7 @@ from flsim.config.schema import TaskConfig
 from flsim.rng import numpy_rng
 from flsim.tasks.base import Shard, Task
 from flsim.tasks.common import to_tensor
+from flsim.tasks.lazy_clients import LazyClients
 from flsim.tasks.models import MODELS, ModelInput, build_model, resolve_model_name
 from flsim.tasks.params import MAX_SAMPLES, DatasetParams
 from flsim.tasks.partition import partition
@@ -339,16 +340,33 @@ def _assemble(cfg: TaskConfig, seed: int, data: PooledData, options: PooledOptio
         x_test, y_test = x_test[keep], y_test[keep]
 
     parts = partition(y, cfg.num_clients, cfg.partition, numpy_rng(seed, "partition"))
-    clients = [Shard(to_tensor(x[idx]), to_tensor(y[idx])) for idx in parts]
     spec = ModelInput(int(x.shape[1]), data.num_classes, data.image_shape)
     return Task(
         name=cfg.dataset,
-        clients=clients,
+        clients=pooled_clients(x, y, parts),
         test=Shard(to_tensor(x_test), to_tensor(y_test)),
         objective=build_model(options.model_name, spec, cfg.model),
         classification=True,
         num_classes=data.num_classes,
     )
+
+
+def pooled_clients(x: np.ndarray, y: np.ndarray, parts: list[np.ndarray]) -> LazyClients:
+    """Clients as index slices of the pool, gathered when first used (issue 17).
+
+    The partition is kept as one array of sample ids in client order and N + 1 offsets (not N
+    arrays, nor N copies of the samples); client k's shard is ``x[ids[o_k:o_{k+1}]]``, built on
+    demand into the bounded client cache, the same arrays the eager copy held.
+    """
+    sizes = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    ids = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def build(k: int) -> Shard:
+        rows = ids[offsets[k] : offsets[k + 1]]
+        return Shard(to_tensor(x[rows]), to_tensor(y[rows]))
+
+    return LazyClients(len(parts), build, sizes.tolist)
 
 
 def build_digits(cfg: TaskConfig, seed: int) -> Task:

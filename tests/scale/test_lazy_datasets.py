@@ -87,3 +87,41 @@ def test_leaf_results_do_not_depend_on_laziness_or_the_cache_size(tmp_path, monk
     everyone = _run(tmp_path, "all", _leaf_run({"client_cache_clients": 40}))
     assert eager == one == everyone
     assert len(eager) == 3 and eager[-1]["test_acc"] > 0
+
+
+def test_pooled_clients_are_index_slices_gathered_on_demand():
+    """Client k is x[ids of part k]: the partition's own index arrays, built only when used."""
+    from flsim.rng import numpy_rng
+    from flsim.tasks.partition import partition
+    from flsim.tasks.pooled import _assemble, digits_params, load_digits_data, stratified_split
+
+    cfg = TaskConfig(dataset="digits", num_clients=50, partition={"kind": "dirichlet", "alpha": 0.3})
+    data = load_digits_data()
+    task = _assemble(cfg, 6, data, digits_params(cfg))
+    assert isinstance(task.clients, LazyClients) and task.clients.builds == 0
+    train, _ = stratified_split(data.y, cfg.test_fraction, numpy_rng(6, "split"))
+    parts = partition(data.y[train], 50, cfg.partition, numpy_rng(6, "partition"))
+    assert task.client_sizes() == [len(p) for p in parts] and task.clients.builds == 0
+    for k in (49, 0, 17):
+        assert torch.equal(task.clients[k].x, torch.from_numpy(data.x[train][parts[k]]))
+        assert torch.equal(task.clients[k].y, torch.from_numpy(data.y[train][parts[k]]))
+
+
+def _digits_run(backend: dict) -> dict:
+    return {
+        "name": "lazy_digits",
+        "seed": 3,
+        "task": {"dataset": "digits", "num_clients": 60, "partition": {"kind": "dirichlet", "alpha": 0.5}},
+        "algorithm": {"name": "fedavg", "lr": 0.1, "local_steps": 2, "batch_size": 8},
+        "rounds": 3,
+        "clients_per_round": 10,
+        "backend": backend,
+        "eval": {"every": 3},
+    }
+
+
+@pytest.mark.slow
+def test_pooled_results_do_not_depend_on_the_cache_size(tmp_path):
+    one = _run(tmp_path, "one", _digits_run({"client_cache_clients": 1}))
+    everyone = _run(tmp_path, "all", _digits_run({"client_cache_clients": 60}))
+    assert one == everyone and len(one) == 2 and one[-1]["test_acc"] > 0
