@@ -9,6 +9,7 @@ import torch
 from pydantic import Field, PositiveInt
 
 from flsim.algorithms.base import AlgorithmConfig, Reply, Tensors, register
+from flsim.algorithms.batched import vectorizable
 from flsim.algorithms.fedavg import FedAvg
 from flsim.config.errors import ConfigError
 
@@ -26,6 +27,7 @@ class FedBuffConfig(AlgorithmConfig):
     server_lr: float = Field(1.0, gt=0)
 
 
+@vectorizable  # FedAvg's local rule (B6): its batched update applies unchanged
 @register
 class FedBuff(FedAvg):
     """(B6) FedBuff (Nguyen et al., AISTATS 2022).

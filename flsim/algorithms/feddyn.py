@@ -7,6 +7,7 @@ from pydantic import Field
 from torch import Tensor
 
 from flsim.algorithms.base import AlgorithmConfig, Reply, RoundAlgorithm, Tensors, local_training, register
+from flsim.algorithms.batched import BatchedContext, batched_training, stack_state, vectorizable
 from flsim.algorithms.client import ClientContext
 
 
@@ -16,6 +17,7 @@ class FedDynConfig(AlgorithmConfig):
     alpha: float = Field(0.01, gt=0)
 
 
+@vectorizable
 @register
 class FedDyn(RoundAlgorithm):
     """(B5) FedDyn (Acar et al., ICLR 2021).
@@ -52,6 +54,22 @@ class FedDyn(RoundAlgorithm):
         y = local_training(x, ctx, cfg, correction=dynamic)
         delta = y - x
         return {"delta": delta}, {"grad_l": grad_l - alpha * delta}
+
+    def client_update_batched(
+        self, message: Tensors, states: list[Tensors], bctx: BatchedContext
+    ) -> tuple[Tensors, list[Tensors]]:
+        """:meth:`client_update` for K clients: the dynamic term and ∇L_i update (B5) per row."""
+        cfg = self.config
+        assert isinstance(cfg, FedDynConfig)
+        x = message["x"]
+        grad_l = stack_state(states, "grad_l")
+        alpha = cfg.alpha
+
+        def dynamic(y: Tensor, g: Tensor) -> Tensor:
+            return g - grad_l + alpha * (y - x)
+
+        delta = batched_training(x, bctx, cfg, correction=dynamic) - x
+        return {"delta": delta}, [{"grad_l": row.clone()} for row in grad_l - alpha * delta]
 
     def aggregate(self, server: Tensors, replies: list[Reply], round_index: int) -> Tensors:
         cfg = self.config

@@ -8,6 +8,7 @@ from pydantic import Field
 from torch import Tensor
 
 from flsim.algorithms.base import AlgorithmConfig, register
+from flsim.algorithms.batched import BatchedContext, batched_sam_oracle, vectorizable
 from flsim.algorithms.client import ClientContext
 from flsim.algorithms.fedavg import FedAvg
 from flsim.algorithms.sam import sam_oracle
@@ -21,6 +22,7 @@ class FedSAMConfig(AlgorithmConfig):
     perturb_eps: float = Field(1e-12, ge=0)
 
 
+@vectorizable
 @register
 class FedSAM(FedAvg):
     """(B4): g = g_i(y; ξ), then y ← y − η_l g_i(y + ρ g/‖g‖; ξ) on the same minibatch ξ.
@@ -37,3 +39,9 @@ class FedSAM(FedAvg):
         cfg = self.config
         assert isinstance(cfg, FedSAMConfig)
         return {"gradient": sam_oracle(ctx, cfg.rho, eps=cfg.perturb_eps)}
+
+    def batched_oracle(self, x: Tensor, bctx: BatchedContext) -> dict[str, Any]:
+        """The same SAM step (B4) on every row: perturbation radius ρ along each row's own g."""
+        cfg = self.config
+        assert isinstance(cfg, FedSAMConfig)
+        return {"gradient": batched_sam_oracle(bctx, cfg.rho, eps=cfg.perturb_eps)}

@@ -18,6 +18,13 @@ from flsim.algorithms.base import (
     register,
     tensor_bytes,
 )
+from flsim.algorithms.batched import (
+    BatchedContext,
+    batched_sam_oracle,
+    batched_training,
+    stack_state,
+    vectorizable,
+)
 from flsim.algorithms.client import ClientContext
 from flsim.algorithms.sam import sam_oracle
 
@@ -63,6 +70,7 @@ class FedSpeedConfig(AlgorithmConfig):
         return data
 
 
+@vectorizable
 @register
 class FedSpeed(RoundAlgorithm):
     """FedSpeed in the official code's form, with the paper's variants behind flags.
@@ -128,6 +136,32 @@ class FedSpeed(RoundAlgorithm):
         h_new = h + delta
         reply = {"delta": delta} if cfg.h_average == "all" else {"delta_plus_h": delta + h_new}
         return reply, {"h": h_new}
+
+    def client_update_batched(
+        self, message: Tensors, states: list[Tensors], bctx: BatchedContext
+    ) -> tuple[Tensors, list[Tensors]]:
+        """:meth:`client_update` for K clients: F1–F3 on every row of the stack."""
+        cfg = self.config
+        assert isinstance(cfg, FedSpeedConfig)
+        x = message["x"]
+        h = stack_state(states, "h")
+        lamb = cfg.lamb
+        shift = lamb * (h - x)  # lamb (h_i − x^t) a row, constant during the round
+
+        def prox_corrected(y: Tensor, g: Tensor) -> Tensor:
+            return g + shift
+
+        def decay(y: Tensor) -> Tensor:
+            return lamb * y
+
+        oracle = batched_sam_oracle(
+            bctx, cfg.rho, eps=cfg.perturb_eps, normalized=cfg.perturb_normalized, alpha=cfg.alpha
+        )
+        y = batched_training(x, bctx, cfg, gradient=oracle, correction=prox_corrected, after_clip=decay)
+        delta = y - x
+        h_new = h + delta
+        reply = {"delta": delta} if cfg.h_average == "all" else {"delta_plus_h": delta + h_new}
+        return reply, [{"h": row.clone()} for row in h_new]
 
     def aggregate(self, server: Tensors, replies: list[Reply], round_index: int) -> Tensors:
         cfg = self.config

@@ -14,9 +14,9 @@ import flsim
 from flsim.algorithms.batched import vectorize_blocker
 from flsim.algorithms.fedavg import FedAvg
 from flsim.config.errors import ConfigError
-from flsim.config.loading import load_scenario
 from flsim.hosts.client_host import ClientHost, initial_model
 from flsim.hosts.stacked_gradients import stacked_gradient
+from flsim.scenario import load_scenario
 from flsim.tasks.base import ModuleObjective
 from flsim.tasks.convex import LeastSquaresObjective, LogisticObjective
 from tests.builders import metrics_without_wall_time, tiny_digits, tiny_linreg
@@ -35,6 +35,20 @@ COVERED: dict[str, dict[str, Any]] = {
         "weight_decay": 1e-3,
     },
     "scaffold": {"name": "scaffold", "lr": 0.1, "local_epochs": 1, "batch_size": 16},
+    "fedsam": {"name": "fedsam", "rho": 0.05, "lr": 0.1, "local_epochs": 1, "batch_size": 16},
+    "feddyn": {"name": "feddyn", "alpha": 0.1, "lr": 0.1, "local_steps": 3, "batch_size": 16},
+    "fedspeed": {"name": "fedspeed", "rho": 0.05, "lr": 0.1, "local_steps": 3, "batch_size": 16},
+    "fedspeed_active": {
+        "name": "fedspeed",
+        "rho": 0.05,
+        "alpha": 0.5,
+        "perturb_normalized": False,
+        "h_average": "active",
+        "lr": 0.1,
+        "local_epochs": 1,
+        "batch_size": 16,
+    },
+    "fedbuff": {"name": "fedbuff", "lr": 0.1, "local_steps": 3, "batch_size": 16, "buffer_size": 2},
 }
 
 
