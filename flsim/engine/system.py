@@ -12,13 +12,26 @@ import numpy as np
 from flsim.config.schema import SystemConfig
 from flsim.rng import numpy_rng
 
+#: Clients whose speed and bandwidth stay memoised: a long run over 10⁶ clients meets most
+#: of them, and an unbounded memo would grow with N; an evicted value is simply redrawn.
+MEMO_CLIENTS = 2**16
+
+
+def _remember(memo: dict[int, float], client: int, value: float) -> float:
+    """Store ``value``, dropping the oldest entry beyond :data:`MEMO_CLIENTS` (insertion order)."""
+    if len(memo) >= MEMO_CLIENTS:
+        del memo[next(iter(memo))]
+    memo[client] = value
+    return value
+
 
 class SystemModel:
     """Per-client speed and bandwidth, each drawn from the client's own stream on first use.
 
-    Drawing them lazily (and memoising them) keeps a 10⁶-client run from paying two stream
-    constructions per client at start-up (issue 17); the values are the ones an eager loop
-    over every client would draw, since each depends only on (seed, client).
+    Drawing them lazily (and memoising the recent ones) keeps a 10⁶-client run from paying two
+    stream constructions per client at start-up, and its memory from growing with N (issue
+    17); the values are the ones an eager loop over every client would draw, since each
+    depends only on (seed, client).
     """
 
     def __init__(self, config: SystemConfig, seed: int, num_clients: int) -> None:
@@ -36,7 +49,7 @@ class SystemModel:
             value = rng.lognormal(0.0, compute.sigma) if compute.sigma > 0 else 1.0
             if rng.random() < compute.slow_fraction:
                 value /= compute.slow_factor
-            value = self._speeds[client] = float(value)
+            value = _remember(self._speeds, client, float(value))
         return value
 
     def bandwidth(self, client: int) -> float:
@@ -45,7 +58,7 @@ class SystemModel:
             sigma = self.config.link.sigma
             link_rng = numpy_rng(self.seed, "system.bandwidth", client)
             value = self.config.link.bandwidth * (link_rng.lognormal(0.0, sigma) if sigma > 0 else 1.0)
-            value = self._bandwidths[client] = float(value)
+            value = _remember(self._bandwidths, client, float(value))
         return value
 
     @property

@@ -125,3 +125,17 @@ def test_pooled_results_do_not_depend_on_the_cache_size(tmp_path):
     one = _run(tmp_path, "one", _digits_run({"client_cache_clients": 1}))
     everyone = _run(tmp_path, "all", _digits_run({"client_cache_clients": 60}))
     assert one == everyone and len(one) == 2 and one[-1]["test_acc"] > 0
+
+
+def test_system_memo_is_bounded_and_eviction_changes_no_value(monkeypatch):
+    import flsim.engine.system as system
+    from flsim.config.schema import SystemConfig
+
+    config = SystemConfig(compute={"sigma": 0.5, "slow_fraction": 0.3}, link={"sigma": 0.4})
+    unbounded = system.SystemModel(config, 5, 1000)
+    reference = [(unbounded.speed(c), unbounded.bandwidth(c)) for c in range(1000)]
+    monkeypatch.setattr(system, "MEMO_CLIENTS", 10)
+    bounded = system.SystemModel(config, 5, 1000)
+    for c in [*range(1000), *range(999, -1, -7)]:
+        assert (bounded.speed(c), bounded.bandwidth(c)) == reference[c]
+        assert len(bounded._speeds) <= 10 and len(bounded._bandwidths) <= 10
