@@ -15,14 +15,22 @@ Where and when these run is the engine's and backend's business, never the algor
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 from torch import Tensor
 
 from flsim.algorithms.client import ClientContext, local_sgd
+from flsim.algorithms.client_optimizers import (
+    ClientOptimizerConfig,
+    SGDOptions,
+    is_plain_sgd,
+    optimizer_training,
+    without_union_tags,
+)
 from flsim.rng import SEED_0_STREAMS, Streams
 
 Tensors = dict[str, Tensor]
@@ -54,6 +62,10 @@ class AlgorithmConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0)
     lr_decay: float = Field(1.0, gt=0, le=1, description="Per-round multiplicative decay of lr.")
     clip_norm: float | None = Field(None, gt=0)
+    client_optimizer: ClientOptimizerConfig = Field(
+        default_factory=SGDOptions,
+        description="The local step rule (sgd, sam, adam, adamp, sgdp, muon, drop_muon) and its options.",
+    )
 
     @model_validator(mode="after")
     def _steps_or_epochs(self) -> AlgorithmConfig:
@@ -70,7 +82,10 @@ class AlgorithmConfig(BaseModel):
 def local_training(start: Tensor, ctx: ClientContext, cfg: AlgorithmConfig, **oracle: Any) -> Tensor:
     """:func:`local_sgd` with the client optimizer the config sets: K (steps or epochs),
     momentum, weight decay and clipping, shared by every algorithm. ``oracle`` holds what an
-    algorithm changes in the local gradient (``correction``, ``gradient``, ``after_clip``)."""
+    algorithm changes in the local gradient (``correction``, ``gradient``, ``after_clip``).
+    Any ``client_optimizer`` but plain ``sgd`` runs :func:`optimizer_training` instead."""
+    if not is_plain_sgd(cfg.client_optimizer):
+        return optimizer_training(start, ctx, cfg, ctx.steps_for(cfg.local_steps, cfg.local_epochs), **oracle)
     return local_sgd(
         start,
         ctx,
@@ -122,6 +137,9 @@ class RoundAlgorithm(ABC):
     #: Which driver runs it: ``"sync"`` rounds (:class:`flsim.engine.simulation.RoundSimulation`)
     #: or ``"buffered"`` asynchronous aggregation (:class:`flsim.engine.buffered.BufferedSimulation`).
     mode: ClassVar[Literal["sync", "buffered"]] = "sync"
+    #: The ``client_optimizer`` names this algorithm's local steps accept (docs/client_optimizers.md);
+    #: plain SGD only unless the algorithm says otherwise.
+    client_optimizers: ClassVar[frozenset[str]] = frozenset({"sgd"})
 
     def __init__(
         self,
@@ -212,12 +230,44 @@ class RoundAlgorithm(ABC):
             raw = torch.tensor([r.num_samples for r in replies], dtype=torch.float64)
         return raw / raw.sum()
 
-    def weighted_mean(self, replies: list[Reply], key: str) -> Tensor:
-        """Σ_i w_i m_i summed in client-id order, so every backend gets the same bits."""
+    def weighted_mean(
+        self,
+        replies: list[Reply],
+        key: str,
+        like: Tensor | None = None,
+        factor: Callable[[Reply], float] | None = None,
+    ) -> Tensor:
+        """Σ_i w_i m_i summed in client-id order, so every backend gets the same bits.
+
+        ``factor`` scales each reply's weight (FedBuff's staleness). A message shorter than
+        ``like`` is the tail of the vector from some layer on (a Drop-Muon upload): each
+        stretch of coordinates is then averaged over the replies that sent it, with the
+        weights renormalised over those senders; what nobody sent stays 0.
+        """
+        size = replies[0].message[key].numel() if like is None else like.numel()
+        if any(reply.message[key].numel() != size for reply in replies):
+            assert like is not None
+            return self._tail_mean(replies, key, like, factor)
         weights = self.weights(replies)
         out = torch.zeros_like(replies[0].message[key])
         for w, reply in zip(weights.tolist(), replies, strict=True):
-            out.add_(reply.message[key], alpha=w)
+            out.add_(reply.message[key], alpha=w if factor is None else w * factor(reply))
+        return out
+
+    def _tail_mean(
+        self, replies: list[Reply], key: str, like: Tensor, factor: Callable[[Reply], float] | None
+    ) -> Tensor:
+        """The per-layer mean of tail uploads: coordinates [o, end) over the senders with offset ≤ o."""
+        size = like.numel()
+        offsets = [size - reply.message[key].numel() for reply in replies]
+        starts = sorted(set(offsets))
+        out = torch.zeros_like(like)
+        for start, end in zip(starts, [*starts[1:], size], strict=True):
+            senders = [(o, r) for o, r in zip(offsets, replies, strict=True) if o <= start]
+            weights = self.weights([r for _, r in senders])
+            for w, (offset, reply) in zip(weights.tolist(), senders, strict=True):
+                scale = w if factor is None else w * factor(reply)
+                out[start:end].add_(reply.message[key][start - offset : end - offset], alpha=scale)
         return out
 
 
@@ -256,4 +306,29 @@ def parse_algorithm_config(raw: dict[str, Any]) -> AlgorithmConfig:
         from flsim.config.errors import ConfigError
 
         raise ConfigError("algorithm.name", name, f"unknown algorithm; choose from {sorted(REGISTRY)}")
-    return REGISTRY[name].Config.model_validate(raw)
+    try:
+        config = REGISTRY[name].Config.model_validate(raw)
+    except ValidationError as exc:
+        raise without_union_tags(exc) from None
+    check_client_optimizer(REGISTRY[name], config)
+    return config
+
+
+def check_client_optimizer(algorithm: type, config: AlgorithmConfig) -> None:
+    """The algorithm accepts this client optimizer, and its momentum keys do not clash."""
+    from flsim.config.errors import ConfigError
+
+    chosen = config.client_optimizer.name
+    accepted = getattr(algorithm, "client_optimizers", frozenset({"sgd"}))
+    if chosen not in accepted:
+        raise ConfigError(
+            "algorithm.client_optimizer.name",
+            chosen,
+            f"{config.name!r} takes {sorted(accepted)} (docs/client_optimizers.md says why)",
+        )
+    if chosen in ("adam", "adamp", "muon", "drop_muon") and config.momentum:
+        raise ConfigError(
+            "algorithm.momentum",
+            config.momentum,
+            f"client_optimizer {chosen!r} keeps its own momentum; leave algorithm.momentum at 0",
+        )

@@ -54,6 +54,12 @@ class ClientContext:
         self.work = 0
         #: Per-client facts for the metrics rows (averaged over a round's replies).
         self.extras: dict[str, float] = {}
+        #: The client optimizer's persisted state, loaded by the host (``state: persist``).
+        self.optimizer_state: dict[str, Tensor] = {}
+        #: Its state after this round, for the host to store; ``None`` when nothing persists.
+        self.new_optimizer_state: dict[str, Tensor] | None = None
+        #: Drop-Muon: the flat offset of the lowest layer trained, so the reply sends the tail.
+        self.upload_from = 0
 
     @property
     def num_samples(self) -> int:
@@ -115,16 +121,21 @@ def local_sgd(
     momentum: float = 0.0,
     weight_decay: float = 0.0,
     clip_norm: float | None = None,
+    momentum_state: dict[str, Tensor] | None = None,
 ) -> Tensor:
     """K steps of y ← y − η (clip(correction(y, g(y))) + after_clip(y) + wd·y), with heavy-ball momentum.
 
     ``gradient`` replaces the plain oracle (SAM-type methods), ``correction`` adds the
     algorithm's drift term (FedProx's μ(y − x), SCAFFOLD's c − c_i, ...). Clipping applies to
     the corrected gradient, before weight decay, as the FedSpeed code does (F2); ``after_clip``
-    adds a term after clipping (FedSpeed's lamb·y_k, F2).
+    adds a term after clipping (FedSpeed's lamb·y_k, F2). ``momentum_state`` carries the
+    momentum buffer across rounds (``client_optimizer.state: persist``): read at the start
+    (key ``momentum_buffer``), written back at the end.
     """
     y = start.clone()
     buffer: Tensor | None = None
+    if momentum_state is not None and "momentum_buffer" in momentum_state:
+        buffer = momentum_state["momentum_buffer"].clone()
     stream = ctx.batches()
     oracle = gradient if gradient is not None else ctx.grad
     for _ in range(num_steps):
@@ -143,4 +154,6 @@ def local_sgd(
             g = buffer
         y.sub_(g, alpha=ctx.lr)
         ctx.steps += 1
+    if momentum_state is not None and buffer is not None:
+        momentum_state["momentum_buffer"] = buffer
     return y

@@ -9,6 +9,7 @@ from torch import Tensor
 from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors, local_training, register
 from flsim.algorithms.batched import BatchedContext, batched_training, vectorizable
 from flsim.algorithms.client import ClientContext
+from flsim.algorithms.client_optimizers import ALL_OPTIMIZERS
 
 
 @vectorizable
@@ -25,6 +26,8 @@ class FedAvg(RoundAlgorithm):
     """
 
     name = "fedavg"
+    #: Plain local steps: every client optimizer applies (docs/client_optimizers.md).
+    client_optimizers = ALL_OPTIMIZERS
 
     def local_oracle(self, x: Tensor, ctx: ClientContext) -> dict[str, Any]:
         """Extra :func:`local_sgd` arguments that change the local gradient; none for FedAvg."""
@@ -35,6 +38,9 @@ class FedAvg(RoundAlgorithm):
         x = message["x"]
         y = local_training(x, ctx, cfg, **self.local_oracle(x, ctx))
         return {"delta": y - x}, state
+        if ctx.upload_from:
+            # Drop-Muon left the layers below the cut untouched: send only the tail that moved.
+            return {"delta": y[ctx.upload_from :] - x[ctx.upload_from :]}, state
 
     def batched_oracle(self, x: Tensor, bctx: BatchedContext) -> dict[str, Any]:
         """:meth:`local_oracle` for a stack of clients (docs/vectorized.md); none for FedAvg."""
@@ -49,5 +55,5 @@ class FedAvg(RoundAlgorithm):
         return {"delta": y - x}, states
 
     def aggregate(self, server: Tensors, replies: list[Reply], round_index: int) -> Tensors:
-        step = self.weighted_mean(replies, "delta")
+        step = self.weighted_mean(replies, "delta", like=server["x"])
         return {"x": server["x"] + self.config.server_lr * step}

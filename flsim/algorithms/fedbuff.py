@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-import torch
 from pydantic import Field, PositiveInt
 
 from flsim.algorithms.base import AlgorithmConfig, Reply, Tensors, register
@@ -83,8 +82,8 @@ class FedBuff(FedAvg):
 
     def aggregate(self, server: Tensors, replies: list[Reply], round_index: int) -> Tensors:
         """Apply one full buffer; each reply's ``extras["staleness"]`` is τ, set by the driver."""
-        weights = self.weights(replies)
-        step = torch.zeros_like(server["x"])
-        for w, reply in zip(weights.tolist(), replies, strict=True):
-            step.add_(reply.message["delta"], alpha=w * self.staleness_factor(reply.extras["staleness"]))
+        x = server["x"]
+        step = self.weighted_mean(
+            replies, "delta", like=x, factor=lambda reply: self.staleness_factor(reply.extras["staleness"])
+        )
         return {"x": server["x"] + self.config.server_lr * step}

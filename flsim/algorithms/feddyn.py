@@ -9,6 +9,7 @@ from torch import Tensor
 from flsim.algorithms.base import AlgorithmConfig, Reply, RoundAlgorithm, Tensors, local_training, register
 from flsim.algorithms.batched import BatchedContext, batched_training, stack_state, vectorizable
 from flsim.algorithms.client import ClientContext
+from flsim.algorithms.client_optimizers import ALL_OPTIMIZERS
 
 
 class FedDynConfig(AlgorithmConfig):
@@ -32,6 +33,9 @@ class FedDyn(RoundAlgorithm):
     """
 
     name = "feddyn"
+    #: ∇L_i is updated from the local problem's stationarity, whatever optimizer solves it; a
+    #: Drop-Muon tail upload would not fit its server state h (docs/client_optimizers.md).
+    client_optimizers = ALL_OPTIMIZERS - {"drop_muon"}
     Config = FedDynConfig
     stateful_clients = True
 

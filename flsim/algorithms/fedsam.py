@@ -33,6 +33,8 @@ class FedSAM(FedAvg):
     """
 
     name = "fedsam"
+    #: Its SAM step is the rule itself (docs/client_optimizers.md).
+    client_optimizers = frozenset({"sgd"})
     Config = FedSAMConfig
 
     def local_oracle(self, x: Tensor, ctx: ClientContext) -> dict[str, Any]:

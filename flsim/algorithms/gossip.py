@@ -20,6 +20,7 @@ from torch import Tensor
 
 from flsim.algorithms.base import AlgorithmConfig, Tensors, local_training, register
 from flsim.algorithms.client import ClientContext
+from flsim.algorithms.client_optimizers import ALL_OPTIMIZERS
 from flsim.algorithms.sam import sam_oracle
 from flsim.rng import SEED_0_STREAMS, Streams
 
@@ -37,6 +38,8 @@ class GossipAlgorithm(ABC):
     name: ClassVar[str]
     Config: ClassVar[type[GossipConfig]] = GossipConfig
     mode: ClassVar[str] = "gossip"
+    #: The ``client_optimizer`` names the local steps accept (docs/client_optimizers.md).
+    client_optimizers: ClassVar[frozenset[str]] = frozenset({"sgd"})
 
     def __init__(
         self,
@@ -116,6 +119,8 @@ class DFedAvg(GossipAlgorithm):
     """(B8) K local SGD steps, then one gossip step (Q = ``gossip_steps``)."""
 
     name = "dfedavg"
+    #: Plain local steps; Drop-Muon's saving is a partial upload, and gossip mixes whole models.
+    client_optimizers = ALL_OPTIMIZERS - {"drop_muon"}
 
     def local_phase(self, x: Tensor, state: Tensors, ctx: ClientContext) -> tuple[Tensor, Tensors]:
         return self.local_sgd_from(x, ctx), state
@@ -131,6 +136,8 @@ class DFedAvgM(DFedAvg):
 
     name = "dfedavgm"
     Config = DFedAvgMConfig
+    #: Its momentum (0.9) is the SGD-family momentum: optimizers with their own moments clash.
+    client_optimizers = frozenset({"sgd", "sam", "sgdp"})
 
 
 class DFedSAMConfig(GossipConfig):

@@ -31,6 +31,9 @@ class Scaffold(RoundAlgorithm):
     """
 
     name = "scaffold"
+    #: Option II reads c_i off the displacement (x − y_K)/(K η_l), the mean corrected gradient
+    #: only for plain gradient steps: SGD, or SGD on SAM's gradient (docs/client_optimizers.md).
+    client_optimizers = frozenset({"sgd", "sam"})
     stateful_clients = True
 
     def init_server(self, x0: Tensor) -> Tensors:

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors, parse_algorithm_config
 from flsim.algorithms.client import ClientContext
+from flsim.algorithms.client_optimizers import run_with_optimizer_state
 from flsim.config.schema import Scenario
 from flsim.hosts.channels import send_uplink, uplink_channel
 from flsim.hosts.state_store import ClientStateStore
@@ -99,7 +100,8 @@ class ClientHost:
             lr=cfg.round_lr(round_index),
             round_index=round_index,
         )
-        out, state = self.algorithm.client_update(message, self.store.get(client), ctx)
+        update = self.algorithm.client_update
+        out, state = run_with_optimizer_state(update, message, self.store.get(client), ctx)
         work = ClientWork(ctx.num_samples, ctx.grad_evals, ctx.steps, ctx.work)
         return self._reply(client, out, state, counter, work, dict(ctx.extras))
 

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from flsim.algorithms.client import ClientContext
+from flsim.algorithms.client_optimizers import run_with_optimizer_state
 from flsim.algorithms.gossip import GossipAlgorithm
 from flsim.compression.config import build_compressor
 from flsim.config.schema import Scenario
@@ -108,7 +109,7 @@ class NodeHost:
             state = self._state(node)
             ctx = self._context(node, round_index)
             start = state["x"] if inputs is None else inputs[node]
-            sent, new_state = self.algorithm.local_phase(start, state, ctx)
+            sent, new_state = run_with_optimizer_state(self.algorithm.local_phase, start, state, ctx)
             self.states[node] = {**new_state, "x": state["x"]}
             out[node] = sent
             work.append(NodeWork(node, ctx.grad_evals, ctx.steps))

@@ -217,6 +217,10 @@ class ClientStateStore:
             path = os.fspath(spilled.path)
             raw = torch.from_file(path, shared=False, size=spilled.nbytes, dtype=torch.uint8)
         out: Tensors = {}
+        first = spilled.layout[0][1] if spilled.layout else None
         for key, dtype, shape, offset, length in spilled.layout:
-            out[key] = raw[offset : offset + length].view(dtype).reshape(shape)
+            view = raw[offset : offset + length].view(dtype).reshape(shape)
+            # One storage cannot be saved as two dtypes (torch.save refuses): a state that mixes
+            # them (a client optimizer's float moments and int step counts) copies the others.
+            out[key] = view if dtype == first else view.clone()
         return out
