@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 from torch import Tensor
 
 from flsim.algorithms.client import Batch, ClientContext, clip_by_norm, local_sgd
@@ -120,6 +120,23 @@ ClientOptimizerConfig = Annotated[
     SGDOptions | SAMOptions | AdamOptions | AdamPOptions | SGDPOptions | MuonOptions | DropMuonOptions,
     Field(discriminator="name"),
 ]
+
+
+def without_union_tags(exc: ValidationError) -> ValidationError:
+    """The same errors with the keys a scenario writes: ``client_optimizer.betas.1``, not
+    pydantic's ``client_optimizer.adamp.betas.1``; an unknown name is ``client_optimizer.name``."""
+    details: list[Any] = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        if loc[:1] == ("client_optimizer",):
+            if len(loc) > 1 and loc[1] in ALL_OPTIMIZERS:
+                loc = loc[:1] + loc[2:]
+            elif error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                loc = (*loc, "name")
+        details.append(
+            {"type": error["type"], "loc": loc, "input": error["input"], "ctx": error.get("ctx", {})}
+        )
+    return ValidationError.from_exception_data(exc.title, details)
 
 
 def is_plain_sgd(options: Any) -> bool:
