@@ -1,19 +1,19 @@
-"""The round loop shared by the synchronous, buffered and gossip drivers.
+"""The round drivers' side of the shared run loop (:mod:`flsim.hosts.run_loop`).
 
-A driver provides ``run_round(t)``, ``metrics_row(replies)``, ``checkpoint_state()``,
-``restore(state)``, ``initialize()`` and ``counters``; this loop evaluates, checkpoints and
-recovers the same way for all of them.
+A round driver (synchronous, buffered, gossip) provides ``run_round(t)``,
+``metrics_row(replies)``, ``checkpoint_state()``, ``restore(state)``, ``initialize()`` and
+``counters``; :class:`RoundLoop` turns them into the run loop's hooks (one step per round)
+and tells the loop how to survive a lost worker: replace it through the backend and replay
+from the last checkpoint.
 """
 
 from __future__ import annotations
 
-import logging
-import time
+from collections.abc import Iterator
 from typing import Any
 
 from flsim.backends.base import WorkerLost
-
-log = logging.getLogger("flsim")
+from flsim.hosts.run_loop import Cadence, Recovery, RunLoop, Step
 
 
 class RoundLoop:
@@ -25,8 +25,14 @@ class RoundLoop:
         self.backend = backend
         self.writer = writer
         self.progress = progress
-        #: Lost workers recovered from so far in this process (reported in ``summary.json``).
-        self.recoveries = 0
+        cadence = Cadence(scenario.rounds, scenario.eval.every, scenario.checkpoint.every)
+        recovery = Recovery(WorkerLost, scenario.backend.max_recoveries, self._replace_worker, self._give_up)
+        self.loop = RunLoop(self, cadence, writer, progress, recovery)
+
+    @property
+    def recoveries(self) -> int:
+        """Lost workers recovered from so far in this process (reported in ``summary.json``)."""
+        return self.loop.recoveries
 
     def initialize(self) -> None:
         """A phase before round 0 (FedAMD's table); nothing by default."""
@@ -47,7 +53,23 @@ class RoundLoop:
     def restore(self, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def _give_up_message(self, exc: WorkerLost, rewind_round: int) -> str:
+    # -- the run loop's hooks ---------------------------------------------------------------
+    def first_point(self) -> list[Any]:
+        """Run the initial phase; round 0's row has no replies."""
+        self.initialize()
+        return []
+
+    def steps(self) -> Iterator[Step]:
+        """One step per round, from the current round to ``scenario.rounds``."""
+        while self.counters.round < self.scenario.rounds:
+            round_index = self.counters.round
+            replies = self.run_round(round_index)
+            yield Step(round_index + 1, replies)
+
+    def _replace_worker(self) -> None:
+        self.backend.recover()
+
+    def _give_up(self, exc: BaseException, rewind_round: int) -> WorkerLost:
         """The rewind point is the checkpoint on disk whenever one exists (saved or resumed from)."""
         sc = self.scenario
         where = (
@@ -55,7 +77,9 @@ class RoundLoop:
             if self.writer.has_checkpoint()
             else "no checkpoint was written (set checkpoint.every to make runs resumable)"
         )
-        return f"{exc}; gave up after backend.max_recoveries={sc.backend.max_recoveries} recoveries; {where}"
+        return WorkerLost(
+            f"{exc}; gave up after backend.max_recoveries={sc.backend.max_recoveries} recoveries; {where}"
+        )
 
     def run(self) -> dict[str, Any]:
         """Run (or continue) to ``scenario.rounds``; returns the last metrics row.
@@ -64,36 +88,4 @@ class RoundLoop:
         memory as well as on disk) and replays from there. Determinism makes the replay
         produce exactly the rounds that were lost, so the final metrics are unchanged.
         """
-        sc = self.scenario
-        wall_start = time.perf_counter() - self.counters.wall_time
-        last_row: dict[str, Any] = {}
-        self.initialize()
-        if self.counters.round == 0:
-            last_row = self.metrics_row([])
-            self.writer.append_metrics(last_row)
-        rewind_point = self.checkpoint_state()
-        self.progress.start(sc.rounds, self.counters.round)
-        while self.counters.round < sc.rounds:
-            round_index = self.counters.round
-            try:
-                replies = self.run_round(round_index)
-            except WorkerLost as exc:
-                self.recoveries += 1
-                if self.recoveries > sc.backend.max_recoveries:
-                    raise WorkerLost(self._give_up_message(exc, rewind_point["counters"]["round"])) from exc
-                log.warning("%s; rewinding to round %d", exc, rewind_point["counters"]["round"])
-                self.backend.recover()
-                self.restore(rewind_point)
-                self.writer.truncate_metrics(self.counters.round)
-                continue
-            self.counters.wall_time = time.perf_counter() - wall_start
-            done = round_index + 1
-            if done % sc.eval.every == 0 or done == sc.rounds:
-                last_row = self.metrics_row(replies)
-                self.writer.append_metrics(last_row)
-            if sc.checkpoint.every and done % sc.checkpoint.every == 0:
-                rewind_point = self.checkpoint_state()
-                self.writer.save_checkpoint(rewind_point)
-            self.progress.advance(done, last_row)
-        self.progress.stop()
-        return last_row or self.writer.read_metrics()[-1]
+        return self.loop.run() or self.writer.read_metrics()[-1]

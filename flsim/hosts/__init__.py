@@ -6,6 +6,8 @@
 * :mod:`~flsim.hosts.state_store` — persistent per-client state, spilled to disk past a budget;
 * :mod:`~flsim.hosts.channels` — compression as a channel around a round-based algorithm;
 * :mod:`~flsim.hosts.event_host` — a whole event-driven simulation (one heap);
+* :mod:`~flsim.hosts.run_loop` — the one run loop every driver shares: rows, checkpoints,
+  progress and recovery;
 * :mod:`~flsim.hosts.counters`, :mod:`~flsim.hosts.sinks` — the accounting and the typed
   writer and progress contracts that drivers, hosts and backends share.
 

@@ -21,16 +21,19 @@ time is discarded and the clock restarts there (exact: the exponential is memory
 Synchronous algorithms (ADOM+) run in the same driver on a global clock: iteration k ends
 at k/compute_rate, with the same budgets, evaluation grid and counters.
 
-Checkpoints (``checkpoint.every``: evaluation rows between checkpoints) hold the random
-stream's state and its current block, the algorithm's arrays, the counters and the rows
-written so far; a resumed run is bit-identical to an uninterrupted one.
+The simulation is a driver of the run loop shared with the round drivers
+(:mod:`flsim.hosts.run_loop`): its loops pause at each grid point as a step, and the run
+loop writes the row, advances progress and checkpoints. Checkpoints (``checkpoint.every``:
+evaluation rows between checkpoints) hold the random stream's state and its current block,
+the algorithm's arrays, the counters and the rows written so far; a resumed run is
+bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -42,7 +45,8 @@ from flsim.algorithms.events import EventAlgorithm, EventConfig, SynchronousEven
 from flsim.config.schema import Scenario
 from flsim.hosts.client_host import initial_model
 from flsim.hosts.counters import Counters
-from flsim.hosts.sinks import Progress, RowSink
+from flsim.hosts.run_loop import Cadence, RunLoop, Step, TimeGrid
+from flsim.hosts.sinks import KeptRows, Progress, RowSink
 from flsim.rng import Streams, numpy_rng
 from flsim.tasks.base import Task
 from flsim.topology import (
@@ -135,10 +139,15 @@ def _clock(rates: EdgeRates, num_nodes: int, compute_rate: float) -> Clock:
 
 
 class EventSimulation:
+    """An event-driven run, as a driver of the shared :class:`~flsim.hosts.run_loop.RunLoop`:
+    its ``steps()`` run the clocks and stop at every evaluation point of its time grid."""
+
     def __init__(self, scenario: Scenario, task: Task, writer: RowSink, progress: Progress) -> None:
         self.scenario = scenario
         self.task = task
         self.writer = writer
+        #: ``writer``, keeping the rows written so far: a checkpoint carries them.
+        self.sink = KeptRows(writer)
         self.progress = progress
         assert scenario.topology is not None
         n = task.num_clients
@@ -171,14 +180,13 @@ class EventSimulation:
         self.message_bytes = 8 * task.dim  # d float64 values each way per communication (A5)
         self.every_time = eval_interval(scenario)
         # Loop state (checkpointed): time of the last event or iteration, the graph index,
-        # the next grid point's index, the current block of draws and the position in it.
+        # the grid's next point, the current block of draws and the position in it.
         self.t = 0.0
         self.graph_index = 0
-        self.eval_index = 1
+        self.grid = TimeGrid(self.every_time, scenario.budget.time)
         self.iteration = 0
         self.block: tuple[list[float], list[float]] = ([], [])
         self.position = BLOCK
-        self.rows: list[dict[str, Any]] = []
 
     # -- metrics, checkpoints ----------------------------------------------------------------
     def metrics_row(self, t: float) -> dict[str, Any]:
@@ -210,11 +218,11 @@ class EventSimulation:
             "loop": {
                 "t": self.t,
                 "graph_index": self.graph_index,
-                "eval_index": self.eval_index,
+                "eval_index": self.grid.index,
                 "iteration": self.iteration,
                 "position": self.position,
             },
-            "rows": [dict(row) for row in self.rows],
+            "rows": [dict(row) for row in self.sink.rows],
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -225,41 +233,21 @@ class EventSimulation:
         self.block = (state["block"][0].tolist(), state["block"][1].tolist())
         loop = state["loop"]
         self.t, self.graph_index = float(loop["t"]), int(loop["graph_index"])
-        self.eval_index, self.iteration = int(loop["eval_index"]), int(loop["iteration"])
+        self.grid.index, self.iteration = int(loop["eval_index"]), int(loop["iteration"])
         self.position = int(loop["position"])
-        self.writer.truncate_metrics(-1)
-        self.rows = []
+        self.sink.truncate_metrics(-1)
         for row in state["rows"]:
-            self.writer.append_metrics(row)
-            self.rows.append(row)
+            self.sink.append_metrics(row)
 
-    def _write(self, row: dict[str, Any]) -> None:
-        self.writer.append_metrics(row)
-        self.rows.append(row)
+    def _points(self, limit: float, inclusive: bool = True, stopped: bool = False) -> Iterator[Step]:
+        """A step (one row each) at every grid time ≤ limit (< limit if not inclusive) and ≤ budget.time.
 
-    def _emit_until(self, limit: float, inclusive: bool = True, checkpoints: bool = True) -> None:
-        """Evaluate at every grid time ≤ limit (< limit if not inclusive) and ≤ budget.time.
-
-        After the loop has stopped, ``checkpoints=False``: a checkpoint there would resume
-        into the loop past its stopping test (a gradient budget is checked after an event).
+        After the loop has stopped, ``stopped=True``: a checkpoint there would resume into the
+        loop past its stopping test (a gradient budget is checked after an event).
         """
-        budget_time = self.scenario.budget.time
-        every = self.every_time
-        while True:
-            grid = self.eval_index * every
-            if (grid > limit or (grid == limit and not inclusive)) or (
-                budget_time is not None and grid > budget_time
-            ):
-                return
-            self.eval_index += 1
+        for t in self.grid.due(limit, inclusive):
             self.counters.round += 1
-            self.counters.wall_time = time.perf_counter() - self._wall_start
-            row = self.metrics_row(grid)
-            self._write(row)
-            self.progress.advance(self.counters.round, row)
-            every_rows = self.scenario.checkpoint.every
-            if checkpoints and every_rows and self.counters.round % every_rows == 0:
-                self.writer.save_checkpoint(self.checkpoint_state())
+            yield Step(self.counters.round, t, may_checkpoint=not stopped)
 
     # -- the loops -------------------------------------------------------------------------
     def _sync_counters(self, t: float, events: int, grads: int, comms: int) -> None:
@@ -267,7 +255,7 @@ class EventSimulation:
         c.virtual_time, c.events, c.grad_evals, c.communications = t, events, grads, comms
         c.bytes_up = c.bytes_down = 2 * self.message_bytes * comms
 
-    def _run_events(self) -> None:
+    def _run_events(self) -> Iterator[Step]:
         """The superposed Poisson process, one draw per event (or per crossed switch time)."""
         n = self.task.num_clients
         on_compute, on_edge = self.algorithm.on_compute, self.algorithm.on_edge
@@ -283,7 +271,7 @@ class EventSimulation:
         clock = self.clocks[graph_index % len(self.clocks)]
         inverse_rate, cumulative, edges = 1.0 / clock.total_rate, clock.cumulative, clock.rates.edges
         next_switch = (graph_index + 1) * period if period is not None else math.inf
-        next_eval = self.eval_index * self.every_time
+        next_eval = self.grid.next_time
         while True:
             if position >= BLOCK:
                 exps = self.rng.standard_exponential(BLOCK).tolist()
@@ -295,7 +283,7 @@ class EventSimulation:
                 self.t, self.graph_index, self.position = t, graph_index, position
                 self._sync_counters(t, events, grads, comms)
                 if t_next >= next_switch:
-                    self._emit_until(next_switch)
+                    yield from self._points(next_switch)
                     if next_switch >= budget_time:
                         break
                     t = next_switch
@@ -305,10 +293,10 @@ class EventSimulation:
                     edges = clock.rates.edges
                     next_switch = (graph_index + 1) * period  # type: ignore[operator]
                     position += 1  # the crossing draw is discarded (memoryless restart)
-                    next_eval = self.eval_index * self.every_time
+                    next_eval = self.grid.next_time
                     continue
-                self._emit_until(t_next)
-                next_eval = self.eval_index * self.every_time
+                yield from self._points(t_next)
+                next_eval = self.grid.next_time
             if t_next >= budget_time:
                 break
             t = t_next
@@ -327,7 +315,7 @@ class EventSimulation:
         self.t, self.graph_index, self.position = t, graph_index, position
         self._sync_counters(t, events, grads, comms)
 
-    def _run_synchronous(self) -> None:
+    def _run_synchronous(self) -> Iterator[Step]:
         """Iteration k + 1 ends at (k + 1)/compute_rate; grid points before it see iteration k."""
         algorithm = self.algorithm
         assert isinstance(algorithm, SynchronousEventAlgorithm)
@@ -335,7 +323,7 @@ class EventSimulation:
         c = self.counters
         while True:
             t_next = (self.iteration + 1) / self.compute_rate
-            self._emit_until(t_next, inclusive=False)
+            yield from self._points(t_next, inclusive=False)
             if budget.time is not None and t_next > budget.time:
                 break
             cost = algorithm.step(self.iteration)
@@ -352,27 +340,31 @@ class EventSimulation:
             ):
                 break
 
-    def run(self) -> dict[str, Any]:
-        self._wall_start = time.perf_counter() - self.counters.wall_time
-        if not self.rows:
-            self._write(self.metrics_row(0.0))
+    # -- the run loop's hooks ---------------------------------------------------------------
+    def first_point(self) -> float:
+        """A fresh run's first row is at time 0."""
+        return 0.0
+
+    def steps(self) -> Iterator[Step]:
+        """The clocks' loop, then the grid points up to the end, then a last row at the end itself."""
+        yield from self._run_synchronous() if self.algorithm.synchronous else self._run_events()
         budget_time = self.scenario.budget.time
-        self.progress.start(expected_rows(self.scenario), self.counters.round)
-        if self.algorithm.synchronous:
-            self._run_synchronous()
-        else:
-            self._run_events()
         end = budget_time if budget_time is not None else self.t
-        self._emit_until(end, checkpoints=False)
+        yield from self._points(end, stopped=True)
         self.counters.virtual_time = end
-        self.counters.wall_time = time.perf_counter() - self._wall_start
-        row = self.rows[-1]
-        if row["virtual_time"] < end:
+        if self.sink.rows[-1]["virtual_time"] < end:
             self.counters.round += 1
-            row = self.metrics_row(end)
-            self._write(row)
-        self.progress.stop()
-        return row
+            yield Step(self.counters.round, end, may_checkpoint=False)
+
+    def run(self) -> dict[str, Any]:
+        """Run (or continue after :meth:`restore`) to the budget; returns the last row.
+
+        Every step is an evaluation point, so every step gets a row, and ``checkpoint.every``
+        counts rows.
+        """
+        cadence = Cadence(expected_rows(self.scenario), 1, self.scenario.checkpoint.every)
+        RunLoop(self, cadence, self.sink, self.progress).run()
+        return self.sink.rows[-1]
 
 
 def expected_rows(scenario: Scenario) -> int:

@@ -77,3 +77,26 @@ class RowCollector:
 
     def truncate_metrics(self, last_round: int) -> None:
         """Nothing was written before a restore."""
+
+
+class KeptRows:
+    """A :class:`RowSink` that forwards to another and keeps the rows it forwarded.
+
+    An event run's checkpoint carries every row written before it, so that a run continued
+    elsewhere (a new Ray coordinator, a resumed directory) can write them again first.
+    """
+
+    def __init__(self, sink: RowSink) -> None:
+        self.sink = sink
+        self.rows: list[dict[str, Any]] = []
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        self.sink.append_metrics(row)  # first: a row the writer refuses (a diverged run) is not kept
+        self.rows.append(row)
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        self.sink.save_checkpoint(state)
+
+    def truncate_metrics(self, last_round: int) -> None:
+        self.sink.truncate_metrics(last_round)
+        self.rows = [row for row in self.rows if row["round"] <= last_round]
