@@ -311,17 +311,17 @@ class _LinregSpec:
         gives client by client, drawn from block-seeded streams (:mod:`client_streams`), with
         each elementwise step done once for the block (same operations in the same order, so
         the same bits) instead of once a client."""
-        count, rows = stop - start, self.per_client
-        z, scale = np.empty((count, self.dim)), np.empty((count, self.dim))
-        a, eps = np.empty((count * rows, self.dim)), np.empty(count * rows)
+        count, rows, dim = stop - start, self.per_client, self.dim
+        z, scale = np.empty((count, dim)), np.empty((count, dim))
+        # A client's rows and then its noise are consecutive normals of its stream: one draw.
+        normals = np.empty((count, rows * (dim + 1)))
         for k, rng in enumerate(client_generators(self.seed, "data", range(start, stop))):
             rng.standard_normal(out=z[k])
-            scale[k] = rng.lognormal(0.0, 0.5 * self.h, self.dim)
-            rng.standard_normal(out=a[k * rows : (k + 1) * rows])
-            rng.standard_normal(out=eps[k * rows : (k + 1) * rows])
-        x_i = self.x_bar + self.h * z / math.sqrt(self.dim)
-        blocks = a.reshape(count, rows, self.dim)  # a view: client k's rows are blocks[k]
-        blocks *= scale[:, None, :]
+            scale[k] = rng.lognormal(0.0, 0.5 * self.h, dim)
+            rng.standard_normal(out=normals[k])
+        x_i = self.x_bar + self.h * z / math.sqrt(dim)
+        blocks = normals[:, : rows * dim].reshape(count, rows, dim) * scale[:, None, :]
+        a, eps = blocks.reshape(count * rows, dim), normals[:, rows * dim :].ravel()
         return a, (blocks * x_i[:, None, :]).sum(axis=2).ravel() + self.noise * eps
 
     def constants(self, a: np.ndarray) -> tuple[float, float]:
