@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors, parse_algorithm_config
+from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors, parse_algorithm_config, tensor_bytes
 from flsim.algorithms.client import ClientContext
 from flsim.algorithms.client_optimizers import run_with_optimizer_state
 from flsim.config.schema import Scenario
@@ -115,8 +115,11 @@ class ClientHost:
         extras: dict[str, float],
     ) -> Reply:
         """The uplink (compression draws from the client's own stream), the stored state, the reply."""
-        compression_rng = torch_rng(self.scenario.seed, "compression.uplink", client, counter)
-        out, state, bytes_up = send_uplink(self.uplink, out, state, compression_rng)
+        if self.uplink is None:  # uncompressed: nothing is drawn, so no generator is seeded
+            bytes_up = tensor_bytes(out)
+        else:
+            compression_rng = torch_rng(self.scenario.seed, "compression.uplink", client, counter)
+            out, state, bytes_up = send_uplink(self.uplink, out, state, compression_rng)
         self.store.put(client, state)
         return Reply(
             client=client,

@@ -81,9 +81,7 @@ def _linear_model_gradient(objective: LeastSquaresObjective | LogisticObjective)
     l2 = objective.l2
 
     def gradient(params: Tensor, x: Tensor, y: Tensor) -> Tensor:
-        logits = torch.empty(x.shape[:2], dtype=params.dtype)
-        for row in range(x.shape[0]):
-            torch.mv(x[row], params[row], out=logits[row])
+        logits = torch.stack([torch.mv(a, p) for a, p in zip(x.unbind(0), params.unbind(0), strict=True)])
         residual = torch.sigmoid(logits) - y if logistic else logits - y
         out = torch.bmm(x.transpose(1, 2), residual[:, :, None])[:, :, 0] / x.shape[1]
         return out + l2 * params if l2 else out

@@ -9,9 +9,9 @@ reweighted per row, which changes the sums the sequential rule does; a group com
 client's own equations, only reassociated.
 
 Every client's minibatch indices come from its own ``("client", id, stream)`` generator,
-drawn by the same :meth:`ClientContext.batches` the sequential path uses (on a shard of
-indices), so a client's data never depends on which other clients share its stack, nor on
-the host it runs on.
+drawn in the order :meth:`ClientContext.batches` draws them (:mod:`flsim.hosts.batch_indices`),
+so a client's data never depends on which other clients share its stack, nor on the host it
+runs on.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from flsim.algorithms.batched import (
 from flsim.algorithms.client import ClientContext
 from flsim.config.errors import ConfigError
 from flsim.config.schema import Scenario
+from flsim.hosts.batch_indices import epoch_shuffles, step_slices
 from flsim.hosts.stacked_gradients import stacked_gradient
 from flsim.rng import torch_rng
 from flsim.tasks.base import Shard, Task
@@ -103,11 +104,12 @@ class _Group:
 
     size: int
     steps: int
-    full: bool
+    #: The normalised minibatch size; ``None`` when every step uses the whole shard.
+    batch_size: int | None
     positions: list[int] = field(default_factory=list)
     clients: list[int] = field(default_factory=list)
     shards: list[Shard] = field(default_factory=list)
-    indices: list[list[Tensor]] = field(default_factory=list)
+    shuffles: list[Tensor] = field(default_factory=list)
 
 
 class VectorizedClients:
@@ -118,7 +120,6 @@ class VectorizedClients:
         self.task = task
         self.algorithm = algorithm
         self.gradient = gradient
-        self._ranges: dict[int, Shard] = {}
 
     def run(
         self,
@@ -140,56 +141,49 @@ class VectorizedClients:
         return [entry for entry in out if entry is not None]
 
     def _groups(self, clients: list[int], round_index: int, counter: int) -> list[_Group]:
-        """Clients grouped by (shard size, steps), each with its minibatch indices drawn."""
+        """Clients grouped by (shard size, steps), each with its minibatch shuffles drawn."""
         cfg = self.algorithm.config  # type: ignore[attr-defined]
         batch_size = None if cfg.batch_size == "full" else int(cfg.batch_size)
         groups: dict[tuple[int, int], _Group] = {}
         for position, client in enumerate(clients):
             shard = self.task.clients[client]
-            n = len(shard)
-            draw = ClientContext(
+            ctx = ClientContext(
                 client=client,
-                shard=self._index_shard(n),
+                shard=shard,
                 objective=self.task.objective,
                 generator=torch_rng(self.seed, "client", client, counter),
                 batch_size=batch_size,
                 lr=cfg.round_lr(round_index),
                 round_index=round_index,
             )
-            steps = draw.steps_for(cfg.local_steps, cfg.local_epochs)
-            group = groups.setdefault((n, steps), _Group(n, steps, draw.batch_size is None))
+            steps = ctx.steps_for(cfg.local_steps, cfg.local_epochs)
+            group = groups.setdefault((len(shard), steps), _Group(len(shard), steps, ctx.batch_size))
             group.positions.append(position)
             group.clients.append(client)
             group.shards.append(shard)
-            if not group.full:
-                stream = draw.batches()
-                group.indices.append([next(stream).x for _ in range(steps)])
+            if ctx.batch_size is not None:  # full batches draw nothing, as in ClientContext.batches
+                group.shuffles.append(epoch_shuffles(len(shard), ctx.batch_size, steps, ctx.generator))
         return list(groups.values())
-
-    def _index_shard(self, n: int) -> Shard:
-        """A shard whose samples are their own indices: ``batches()`` on it yields the indices."""
-        if n not in self._ranges:
-            index = torch.arange(n)
-            self._ranges[n] = Shard(index, index)
-        return self._ranges[n]
 
     def _context(self, group: _Group, round_index: int) -> BatchedContext:
         cfg = self.algorithm.config  # type: ignore[attr-defined]
         features = torch.stack([shard.x for shard in group.shards])
         targets = torch.stack([shard.y for shard in group.shards])
-        if group.full:
+        if group.batch_size is None:
             whole = StackedBatch(features, targets)
 
             def batch(step: int) -> StackedBatch:
                 return whole
         else:
             rows = torch.arange(len(group.clients))[:, None]
-            steps = [torch.stack(per_step) for per_step in zip(*group.indices, strict=True)]
+            shuffles = torch.stack(group.shuffles)
+            slices = step_slices(group.size, group.batch_size, group.steps)
 
             def batch(step: int) -> StackedBatch:
-                return StackedBatch(features[rows, steps[step]], targets[rows, steps[step]])
+                index = shuffles[:, slices[step]]
+                return StackedBatch(features[rows, index], targets[rows, index])
 
-        unit = group.size if group.full else int(cfg.batch_size)
+        unit = group.size if group.batch_size is None else group.batch_size
         return BatchedContext(
             group.clients,
             batch,

@@ -11,13 +11,17 @@ import torch
 from torch import nn
 
 import flsim
+from benchmarks.vectorized import time_round
 from flsim.algorithms.batched import vectorize_blocker
+from flsim.algorithms.client import ClientContext
 from flsim.algorithms.fedavg import FedAvg
 from flsim.config.errors import ConfigError
+from flsim.hosts.batch_indices import epoch_shuffles, step_slices
 from flsim.hosts.client_host import ClientHost, initial_model
 from flsim.hosts.stacked_gradients import stacked_gradient
+from flsim.rng import torch_rng
 from flsim.scenario import load_scenario
-from flsim.tasks.base import ModuleObjective
+from flsim.tasks.base import ModuleObjective, Shard
 from flsim.tasks.convex import LeastSquaresObjective, LogisticObjective
 from tests.builders import metrics_without_wall_time, tiny_digits, tiny_linreg
 
@@ -200,3 +204,22 @@ def test_only_plain_sgd_steps_are_batched():
         name = "variant"
 
     assert "no batched client update" in str(vectorize_blocker(Variant, config("sgd")))
+
+
+@pytest.mark.parametrize(("n", "batch_size", "steps"), [(64, 32, 10), (50, 16, 9), (7, 3, 8), (5, 4, 1)])
+def test_stacked_minibatches_are_the_ones_the_loop_draws(n, batch_size, steps):
+    """The slices of the concatenated shuffles are ClientContext.batches' minibatches."""
+    index = torch.arange(n)
+    ctx = ClientContext(0, Shard(index, index), None, torch_rng(4, "client", 0, 2), batch_size, 0.1, 2)
+    stream = ctx.batches()
+    expected = [next(stream).x for _ in range(steps)]
+    shuffles = epoch_shuffles(n, batch_size, steps, torch_rng(4, "client", 0, 2))
+    got = [shuffles[s] for s in step_slices(n, batch_size, steps)]
+    assert len(got) == steps and all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
+
+
+@pytest.mark.parametrize("algorithm", ["fedavg", "scaffold"])
+def test_the_benchmark_times_the_same_round_both_ways(algorithm):
+    """benchmarks.vectorized compares the engine's loop and batched rounds on the same clients."""
+    _, rel = time_round(6, algorithm, repeats=1)
+    assert rel <= 1e-5
