@@ -111,6 +111,9 @@ class Reply:
     #: Virtual compute work in minibatch-gradient units (see ``ClientContext.work``);
     #: ``None`` means one unit per local step.
     work: int | None = None
+    #: Aggregation weight set by the round's client selection (temperature sampling, see
+    #: flsim.algorithms.selection); ``None``: the algorithm's own ``weighting``.
+    weight: float | None = None
 
     @property
     def compute_units(self) -> int:
@@ -134,12 +137,15 @@ class RoundAlgorithm(ABC):
     Config: ClassVar[type[AlgorithmConfig]] = AlgorithmConfig
     #: ``True`` when ``client_update`` reads or writes persistent per-client state.
     stateful_clients: ClassVar[bool] = False
-    #: Which driver runs it: ``"sync"`` rounds (:class:`flsim.engine.simulation.RoundSimulation`)
-    #: or ``"buffered"`` asynchronous aggregation (:class:`flsim.engine.buffered.BufferedSimulation`).
-    mode: ClassVar[Literal["sync", "buffered"]] = "sync"
     #: The ``client_optimizer`` names this algorithm's local steps accept (docs/client_optimizers.md);
     #: plain SGD only unless the algorithm says otherwise.
     client_optimizers: ClassVar[frozenset[str]] = frozenset({"sgd"})
+    #: ``True`` when ``aggregate`` weighs replies only through :meth:`weights`, so a client
+    #: selection may set them (``sampling: {kind: temperature}``).
+    selection_weights: ClassVar[bool] = False
+    #: Which driver runs it: ``"sync"`` rounds (:class:`flsim.engine.simulation.RoundSimulation`)
+    #: or ``"buffered"`` asynchronous aggregation (:class:`flsim.engine.buffered.BufferedSimulation`).
+    mode: ClassVar[Literal["sync", "buffered"]] = "sync"
 
     def __init__(
         self,
@@ -223,7 +229,13 @@ class RoundAlgorithm(ABC):
         return server["x"]
 
     def weights(self, replies: list[Reply]) -> Tensor:
-        """Aggregation weights summing to one: by sample count, or uniform (B1)."""
+        """Aggregation weights summing to one: by sample count, or uniform (B1).
+
+        Replies weighted by the client selection keep those weights as they are: importance
+        weights sum to one only in expectation, which is what keeps the step unbiased.
+        """
+        if replies and all(r.weight is not None for r in replies):
+            return torch.tensor([r.weight for r in replies], dtype=torch.float64)
         if self.config.weighting == "uniform":
             raw = torch.ones(len(replies), dtype=torch.float64)
         else:

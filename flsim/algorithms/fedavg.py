@@ -26,6 +26,7 @@ class FedAvg(RoundAlgorithm):
     """
 
     name = "fedavg"
+    selection_weights = True
     #: Plain local steps: every client optimizer applies (docs/client_optimizers.md).
     client_optimizers = ALL_OPTIMIZERS
 

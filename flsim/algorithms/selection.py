@@ -51,9 +51,14 @@ def draw_weighted(
     Returns {client: weight} over the distinct clients drawn (a client drawn c times weighs
     c times as much). With ``draw_from`` = ``target`` every draw weighs 1/m.
     """
-    drawn = draw_cumulative(rng, np.cumsum(draw_from), m)
+    return draw_weights(draw_cumulative(rng, np.cumsum(draw_from), m), draw_from, target)
+
+
+def draw_weights(drawn: np.ndarray, draw_from: np.ndarray, target: np.ndarray) -> dict[int, float]:
+    """{client: c_k · (target_k / draw_from_k) / m} for the m draws ``drawn`` (c_k: times drawn)."""
     clients, counts = np.unique(drawn, return_counts=True)
     ratio = target[clients] / draw_from[clients]
+    m = len(drawn)
     return {int(k): float(c * r / m) for k, c, r in zip(clients, counts, ratio, strict=True)}
 
 

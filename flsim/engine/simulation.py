@@ -16,9 +16,9 @@ from typing import Any
 from flsim.algorithms.base import Reply, RoundAlgorithm, Tensors
 from flsim.backends.base import Backend
 from flsim.config.schema import Scenario
+from flsim.engine.client_selection import ClientSelector
 from flsim.engine.events import EventQueue
 from flsim.engine.loop import RoundLoop
-from flsim.engine.sampling import sample_clients
 from flsim.engine.system import SystemModel
 from flsim.hosts.client_host import build_algorithm
 from flsim.hosts.counters import Counters
@@ -48,6 +48,8 @@ class RoundSimulation(RoundLoop):
         self.server_role: ServerRole = backend.server_role()
         self.system = SystemModel(scenario.system, scenario.seed, task.num_clients)
         self.counters = Counters()
+        #: Each round's participants and, for temperature sampling, their weights.
+        self.selector = ClientSelector(scenario, task)
         #: Whether the algorithm's initial phase (see :meth:`initialize`) has run.
         self.initialized = False
 
@@ -58,10 +60,7 @@ class RoundSimulation(RoundLoop):
 
     # -- one round ------------------------------------------------------------------------
     def _participants(self, round_index: int) -> list[int]:
-        sc = self.scenario
-        n = self.task.num_clients
-        fraction = sc.participation if sc.participation is not None else sc.expected_participants() / n
-        return sample_clients(sc.seed, round_index, n, sc.sampling, sc.expected_participants(), fraction)
+        return self.selector.select(round_index).clients
 
     def _deliver(self, replies: list[Reply], bytes_down: dict[int, int], round_index: int) -> list[Reply]:
         """Schedule each reply at its arrival time and pop them in virtual-time order."""
@@ -112,10 +111,10 @@ class RoundSimulation(RoundLoop):
 
     def run_round(self, round_index: int) -> list[Reply]:
         self.initialize()
-        clients = self._participants(round_index)
-        message, bytes_down = self.server_role.broadcast(round_index, clients)
-        replies = self._exchange(message, clients, round_index, bytes_down)
-        self.server_role.aggregate(replies, round_index)
+        selection = self.selector.select(round_index)
+        message, bytes_down = self.server_role.broadcast(round_index, selection.clients)
+        replies = self._exchange(message, selection.clients, round_index, bytes_down)
+        self.server_role.aggregate(selection.weigh(replies), round_index)
         self.counters.round = round_index + 1
         return replies
 
