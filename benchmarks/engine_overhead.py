@@ -22,6 +22,7 @@ from torch import nn
 
 import flsim
 from flsim.rng import torch_rng
+from flsim.scenario import load_scenario
 from flsim.tasks import build_task
 
 SCENARIO = {
@@ -49,7 +50,7 @@ def run_flsim(rounds: int) -> float:
 
 def run_bare(rounds: int) -> float:
     """Hand-written FedAvg on the same data split: the cost floor of the client computation."""
-    task = build_task(flsim.config.load_scenario(SCENARIO).task, 0)
+    task = build_task(load_scenario(SCENARIO).task, 0)
     features = task.clients[0].x.shape[1]
     model = nn.Sequential(nn.Linear(features, 64), nn.ReLU(), nn.Linear(64, task.num_classes))
     loss_fn = nn.CrossEntropyLoss()

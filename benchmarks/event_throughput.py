@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from flsim.algorithms.dadao_ode import DadaoConstants, DadaoFlow
-from flsim.config.loading import load_scenario
 from flsim.hosts.event_host import EventSimulation, event_graphs
 from flsim.hosts.sinks import RowCollector
 from flsim.progress import ProgressReporter
+from flsim.scenario import load_scenario
 from flsim.tasks import build_task
 
 BLOCK = 4096

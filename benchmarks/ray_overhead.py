@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
     import ray
 
-    from flsim.config.loading import load_scenario
+    from flsim.scenario import load_scenario
     from flsim.tasks import build_task
 
     torch.set_num_threads(1)

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from flsim.config.errors import ConfigError
-from flsim.config.loading import load_scenario, read_yaml
+from flsim.config.loading import read_yaml
 from flsim.config.schema import Scenario
 from flsim.progress import ProgressReporter
 from flsim.results.integrity import check_resumable
 from flsim.results.writer import CONFIG, RunDiverged, RunWriter, config_hash, config_identity
+from flsim.scenario import load_scenario
 
 log = logging.getLogger("flsim")
 

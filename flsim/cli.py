@@ -55,7 +55,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     """Scenario files, and sweep files (every expanded run is validated)."""
-    from flsim.config.loading import load_scenario, read_yaml
+    from flsim.config.loading import read_yaml
+    from flsim.scenario import load_scenario
     from flsim.sweep import expand_sweep
 
     status = EXIT_OK
@@ -109,7 +110,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _list_details(name: str | None, as_json: bool) -> int:
     """``list --details [NAME]``: typed parameters, defaults and descriptions from the models."""
-    from flsim.config.describe import details, format_details
+    from flsim.describe import details, format_details
 
     listing = details(name)
     if not listing:
@@ -120,8 +121,8 @@ def _list_details(name: str | None, as_json: bool) -> int:
 
 def _cmd_schema(args: argparse.Namespace) -> int:
     """``flsim schema``: the scenario format as JSON Schema, for editors (see the README)."""
-    from flsim.config.describe import scenario_schema
     from flsim.config.plugins import load_entry_point_plugins
+    from flsim.describe import scenario_schema
 
     load_entry_point_plugins()  # an installed plugin's algorithm gets its branch of the schema
     text = json.dumps(scenario_schema(), indent=2) + "\n"
@@ -267,7 +268,7 @@ def _plugins() -> list:
     import importlib
 
     found = []
-    for name in ("flsim.topology.cli", "flsim.dashboard.cli", "flsim.studies.cli"):
+    for name in ("flsim.topology.cli", "flsim.dashboard.cli", "flsim.study_cli"):
         try:
             found.append(importlib.import_module(name))
         except ModuleNotFoundError as exc:

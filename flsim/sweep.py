@@ -35,8 +35,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flsim.config.errors import ConfigError, ConfigErrors
-from flsim.config.loading import _errors_from_validation, apply_overrides, load_scenario, read_yaml
+from flsim.config.errors import ConfigError, ConfigErrors, errors_from_validation
+from flsim.config.loading import apply_overrides, read_yaml
+from flsim.scenario import load_scenario
 
 log = logging.getLogger("flsim.sweep")
 
@@ -103,7 +104,7 @@ def expand_sweep(path: str | Path, overrides: list[str] | None = None) -> tuple[
     try:
         spec = SweepSpec.model_validate(raw["sweep"])
     except ValidationError as exc:
-        raise _errors_from_validation(exc, prefix="sweep") from None
+        raise errors_from_validation(exc, prefix="sweep") from None
     base = read_yaml(path.parent / spec.base) if isinstance(spec.base, str) else spec.base
     base = apply_overrides(base, overrides or [])
     keys = list(spec.grid)

@@ -20,8 +20,11 @@ import networkx as nx
 #: other as long as no cycle forms.
 LAYERS: dict[str, int] = {
     "cli": 9,
+    "study_cli": 9,
+    "describe": 9,
     "api": 8,
     "sweep": 8,
+    "scenario": 8,
     "report": 7,
     "dashboard": 7,
     "results": 6,

@@ -78,10 +78,10 @@ def metrics_without_wall_time(run_dir: Path) -> list[dict[str, Any]]:
 def make_simulation(raw: dict[str, Any], run_dir: Path) -> Any:
     """A local simulation (the driver the algorithm asks for) that a test can step round by round."""
     from flsim.backends.local import LocalBackend
-    from flsim.config.loading import load_scenario
     from flsim.engine.modes import driver_class
     from flsim.progress import ProgressReporter
     from flsim.results.writer import RunWriter
+    from flsim.scenario import load_scenario
     from flsim.tasks import build_task
 
     scenario = load_scenario(raw)

@@ -82,14 +82,13 @@ class _Worker:
         self.timeout: float | None = None
 
     def configure(self, role: str, scenario_data: dict[str, Any], nodes: list[int]) -> None:
-        from flsim.config.plugins import load_plugins
+        from flsim.backends.actor_scenario import scenario_from_data
         from flsim.hosts.client_host import ClientHost, configure_torch
         from flsim.hosts.node_host import NodeHost
         from flsim.hosts.server import ServerCore
 
         self.release()
-        scenario = Scenario.model_validate(scenario_data)
-        load_plugins(scenario.plugins)  # this actor's process validated nothing
+        scenario = scenario_from_data(scenario_data)  # registers sections, loads plugins
         configure_torch(scenario.backend.torch_threads)
         self.timeout = scenario.backend.timeout_s
         if role == "clients":

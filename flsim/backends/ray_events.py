@@ -61,14 +61,13 @@ class StreamedEventRun:
         self.outputs.put(("truncate", last_round))
 
     def _run(self, scenario_data: dict[str, Any], checkpoint: dict[str, Any] | None) -> None:
-        from flsim.config.plugins import load_plugins
+        from flsim.backends.actor_scenario import scenario_from_data
         from flsim.hosts.client_host import configure_torch
         from flsim.hosts.event_host import EventSimulation
         from flsim.tasks import build_task
 
         try:
-            scenario = Scenario.model_validate(scenario_data)
-            load_plugins(scenario.plugins)  # this actor's process validated nothing
+            scenario = scenario_from_data(scenario_data)  # registers sections, loads plugins
             configure_torch(scenario.backend.torch_threads)
             task = build_task(scenario.task, scenario.seed)
             simulation = EventSimulation(scenario, task, self, Silent())

@@ -34,14 +34,13 @@ class _WallWorker:
     """An asyncio actor: its nodes' and edges' clocks, and the far end of remote edges."""
 
     def __init__(self, scenario_data: dict[str, Any], index: int, pool_size: int) -> None:
-        from flsim.config.plugins import load_plugins
+        from flsim.backends.actor_scenario import scenario_from_data
         from flsim.hosts.client_host import configure_torch
         from flsim.hosts.event_host import EventSimulation
         from flsim.hosts.sinks import RowCollector, Silent
         from flsim.tasks import build_task
 
-        scenario = Scenario.model_validate(scenario_data)
-        load_plugins(scenario.plugins)  # this actor's process validated nothing
+        scenario = scenario_from_data(scenario_data)  # registers sections, loads plugins
         configure_torch(scenario.backend.torch_threads)
         task = build_task(scenario.task, scenario.seed)
         simulation = EventSimulation(scenario, task, RowCollector(), Silent())

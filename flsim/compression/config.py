@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from flsim.config.errors import ConfigError, ConfigErrors
+from flsim.config.sections import register_section
 
 if TYPE_CHECKING:  # torch-backed; imported by the factories only, so loading a scenario stays light
     from flsim.compression.channel import UplinkChannel
@@ -188,6 +189,9 @@ class CompressionConfig(BaseModel):
             return self.eta
         assert self.uplink is not None
         return build_compressor(self.uplink).delta(d)
+
+
+register_section("compression", CompressionConfig)  # the scenario's section is this model
 
 
 def build_compressor(cfg: CompressorConfig | None) -> Compressor:

@@ -1,17 +1,17 @@
-"""Scenario configuration: the generic schema, bounded YAML loading and overrides, ConfigError.
+"""Scenario configuration: the generic schema, bounded YAML loading and overrides, ConfigError,
+and the registries through which the parts validate the sections they own.
 
-The re-exports resolve on first use (PEP 562): the parts that own a scenario section
-(compression, topology) import :mod:`flsim.config.errors`, and an eager import of the schema
-here would import them back while they are still half-initialised.
+The re-exports resolve on first use (PEP 562): the many modules that need only
+:class:`ConfigError` do not load the schema, the YAML reader and pydantic's models with it.
 """
 
 from __future__ import annotations
 
 from flsim.lazy import lazy_exports
 
-__all__ = ["ConfigError", "ConfigErrors", "Scenario", "load_scenario"]
+__all__ = ["ConfigError", "ConfigErrors", "Scenario", "validate_scenario"]
 
 __getattr__ = lazy_exports(
     "flsim.config",
-    {"ConfigError": "errors", "ConfigErrors": "errors", "Scenario": "schema", "load_scenario": "loading"},
+    {"ConfigError": "errors", "ConfigErrors": "errors", "Scenario": "schema", "validate_scenario": "loading"},
 )

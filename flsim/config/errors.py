@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import reprlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 #: Longest echo of a bad value (or key) in a message: a bad input can be megabytes long, and
 #: the message must stay one readable line.
@@ -53,3 +56,19 @@ class ConfigErrors(ValueError):
     def __init__(self, errors: list[ConfigError]) -> None:
         self.errors = errors
         super().__init__("\n".join(str(e) for e in errors))
+
+
+def errors_from_validation(exc: ValidationError, prefix: str = "") -> ConfigErrors:
+    """Pydantic's errors as :class:`ConfigError` s keyed by the full dotted path.
+
+    ``prefix`` is the section a model validated on its own (``algorithm``, ``study``), so the
+    key reads as the user wrote it: ``algorithm.lr``, not ``lr``.
+    """
+    errors = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(scenario)"
+        if prefix:
+            key = f"{prefix}.{key}" if err["loc"] else prefix
+        message = err["msg"].removeprefix("Value error, ")
+        errors.append(ConfigError(key, err.get("input"), message))
+    return ConfigErrors(errors)

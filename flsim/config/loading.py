@@ -1,7 +1,9 @@
-"""YAML loading, ``-o dotted.key=value`` overrides, and translation of validation errors.
+"""YAML loading, ``-o dotted.key=value`` overrides, and validation of a scenario mapping.
 
 Everything that can be wrong with a scenario is found here, before a run directory exists,
-so a bad file never leaves a half-written result behind.
+so a bad file never leaves a half-written result behind. The sections that parts own are
+checked through the registries of :mod:`flsim.config.sections`; importing those parts is
+the job of the layer above (:mod:`flsim.scenario`), since config may not import them.
 """
 
 from __future__ import annotations
@@ -13,20 +15,10 @@ import yaml
 from pydantic import ValidationError
 
 from flsim.config.bounds import check_values
-from flsim.config.errors import ConfigError, ConfigErrors
+from flsim.config.errors import ConfigError, errors_from_validation
 from flsim.config.schema import Scenario
+from flsim.config.sections import run_checks
 from flsim.config.yamlsafe import YamlLimitError, load_file, load_text
-
-
-def _errors_from_validation(exc: ValidationError, prefix: str = "") -> ConfigErrors:
-    errors = []
-    for err in exc.errors():
-        key = ".".join(str(part) for part in err["loc"]) or "(scenario)"
-        if prefix:
-            key = f"{prefix}.{key}" if err["loc"] else prefix
-        message = err["msg"].removeprefix("Value error, ")
-        errors.append(ConfigError(key, err.get("input"), message))
-    return ConfigErrors(errors)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -79,79 +71,26 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def validate_scenario(raw: dict[str, Any]) -> Scenario:
-    """Validate a raw mapping: bounds on every value, the schema, then each part's own section.
+    """Validate a raw mapping: bounds on every value, the schema, then every registered check.
 
-    The algorithm's hyperparameter model, the dataset's parameters and the topology are
-    checked here too, so everything a run would reject is found before it writes anything.
+    The parts that own a section registered its model or its check
+    (:mod:`flsim.config.sections`): the algorithm's hyperparameters, the dataset's parameters,
+    the study, the topology, and the sections the algorithm's mode would ignore are checked
+    here too, so everything a run would reject is found before it writes anything.
     """
-    from flsim.algorithms import REGISTRY, parse_algorithm_config
-    from flsim.config.plugins import load_plugins
-
     check_values(raw)
-    load_plugins(raw.get("plugins"))  # before any name is looked up in a registry
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
-        raise _errors_from_validation(exc) from None
+        raise errors_from_validation(exc) from None
     # Sections with their own models may coerce text ("inf") into a float: check the result.
     check_values(scenario.model_dump(mode="python"))
-    if scenario.kind == "federated":
-        try:
-            config = parse_algorithm_config(scenario.algorithm)
-        except ValidationError as exc:
-            raise _errors_from_validation(exc, prefix="algorithm") from None
-        check_values(config.model_dump(mode="python"), "algorithm")
-        # Checks that need the scenario as well (buffer_size <= task.num_clients, ...).
-        REGISTRY[config.name].validate_against(config, scenario)
-        from flsim.tasks import check_task
-
-        check_task(scenario.task)
-        _check_mode_sections(scenario, config.name, getattr(REGISTRY[config.name], "mode", "sync"))
-    else:
-        _check_study(scenario)
+    run_checks(scenario)
     return scenario
 
 
-def _check_mode_sections(scenario: Scenario, name: str, mode: str) -> None:
-    """Sections that only some driver modes use: a section the mode would ignore is an error."""
-    if scenario.topology is not None and mode not in ("gossip", "events"):
-        raise ConfigError(
-            "topology",
-            scenario.topology.kind or scenario.topology.file,
-            f"{name!r} is a {mode!r} algorithm and ignores the topology; remove the section",
-        )
-    if scenario.topology is not None:
-        from flsim.topology.schedule import check_topology
-
-        check_topology(scenario.topology, scenario.task.num_clients, scenario.seed)
-    if scenario.time == "wall" and mode != "events":
-        raise ConfigError("time", "wall", f"wall-clock mode runs event-driven algorithms, not {mode!r} ones")
-    if scenario.compression.choco is not None and mode != "gossip":
-        reason = f"CHOCO corrects gossip between nodes; {name!r} is a {mode!r} algorithm"
-        raise ConfigError("compression.choco", scenario.compression.choco.model_dump(), reason)
-    if scenario.compression.downlink is not None and mode != "sync":
-        reason = f"a compressed downlink is supported by the synchronous driver only, not {mode!r}"
-        raise ConfigError("compression.downlink", scenario.compression.downlink.kind, reason)
-
-
-def _check_study(scenario: Scenario) -> None:
-    """The study exists and its parameters fit its own model."""
-    from flsim.studies import load_builtin_studies
-
-    studies = load_builtin_studies()
-    if scenario.study.get("name") not in studies:
-        raise ConfigError(
-            "study.name", scenario.study.get("name"), f"unknown study; choose from {sorted(studies)}"
-        )
-    parameters = {key: value for key, value in scenario.study.items() if key != "name"}
-    try:
-        studies[scenario.study["name"]].params.model_validate(parameters)
-    except ValidationError as exc:
-        raise _errors_from_validation(exc, prefix="study") from None
-
-
-def load_scenario(source: str | Path | dict[str, Any], overrides: list[str] | None = None) -> Scenario:
-    """A validated :class:`Scenario` from a YAML path or a mapping, with overrides applied."""
+def raw_scenario(source: str | Path | dict[str, Any], overrides: list[str] | None = None) -> dict[str, Any]:
+    """The mapping a YAML path (or a mapping) holds, bounded, with ``-o`` overrides applied."""
     raw = dict(source) if isinstance(source, dict) else read_yaml(source)
     check_values(raw)  # before the copy in apply_overrides, which recurses
-    return validate_scenario(apply_overrides(raw, overrides or []))
+    return apply_overrides(raw, overrides or [])

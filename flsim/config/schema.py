@@ -2,8 +2,9 @@
 
 Every section forbids unknown keys so that a typo (``algorithm.lr_rate``) fails at load
 time with the dotted key named, instead of being silently ignored for a whole run.
-Algorithm hyperparameters are validated in a second pass against the model that the
-named algorithm registers (see :func:`flsim.config.loading.resolve_algorithm`).
+The sections that parts own are not modelled here: ``compression`` and ``topology`` are
+parsed by the models their parts register, ``algorithm`` and ``study`` stay raw mappings that
+the parts' registered checks validate after this schema (see :mod:`flsim.config.sections`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from flsim.compression.config import CompressionConfig
-from flsim.config.sampling import SamplingConfig, as_sampling
-from flsim.topology.config import TopologyConfig
+from flsim.config.sections import OwnedSection
 
 DatasetName = Literal["digits", "linreg", "logreg", "synthetic_leaf", "mnist_idx", "cifar10"]
 PartitionKind = Literal["iid", "dirichlet", "shards", "quantity_skew"]
@@ -211,18 +210,19 @@ class Scenario(Strict):
     rounds: PositiveInt = Field(10, le=MAX_ROUNDS)
     clients_per_round: PositiveInt | None = None
     participation: float | None = Field(None, gt=0, le=1)
-    sampling: SamplingConfig = Field(
-        default_factory=SamplingConfig,
-        description="fixed | bernoulli, or a mapping {kind: temperature | dpp, ...} (docs/building_blocks.md).",
-    )
+    sampling: Literal["fixed", "bernoulli"] = "fixed"
     system: SystemConfig = Field(default_factory=SystemConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     backend: BackendConfig = Field(default_factory=BackendConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
-    compression: CompressionConfig = Field(default_factory=CompressionConfig)
+    #: Parsed by the compression part's model (``CompressionConfig``), see flsim.config.sections.
+    compression: Annotated[Any, OwnedSection("compression")] = Field(
+        default_factory=dict, validate_default=True
+    )
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
-    topology: TopologyConfig | None = None
+    #: Parsed by the topology part's model (``TopologyConfig``); ``None``: no graph.
+    topology: Annotated[Any, OwnedSection("topology", optional=True)] = None
     time: Literal["virtual", "wall"] = "virtual"
     wall: WallConfig = Field(default_factory=WallConfig)
     study: dict[str, Any] = Field(default_factory=dict)
@@ -246,11 +246,6 @@ class Scenario(Strict):
             raise ValueError(f"name must be a string, not {type(section['name']).__name__}")
         return section
 
-    @field_validator("sampling", mode="before")
-    @classmethod
-    def _sampling_word(cls, value: Any) -> Any:
-        return as_sampling(value)
-
     @field_validator("name")
     @classmethod
     def _name_is_one_folder(cls, name: str) -> str:
@@ -261,7 +256,7 @@ class Scenario(Strict):
 
     @model_validator(mode="after")
     def _bernoulli_can_sample(self) -> Scenario:
-        if self.sampling.kind != "bernoulli" or self.participation is None:
+        if self.sampling != "bernoulli" or self.participation is None:
             return self
         empty = (1.0 - self.participation) ** self.task.num_clients
         if empty > 1.0 - 1.0 / MAX_MEAN_DRAWS:

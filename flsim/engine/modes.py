@@ -3,7 +3,8 @@
 An algorithm declares a ``mode`` (``sync``, ``buffered``, ``gossip`` or ``events``). This
 table says which driver runs it and which backend hosts its work for each backend kind
 (``local``, ``ray``), so :mod:`flsim.api` runs any scenario with :func:`execute` without
-branching on modes. Adding a driver mode or a backend kind means one entry here.
+branching on modes, and which optional sections it reads, so validation refuses a section
+the mode would ignore. Adding a driver mode or a backend kind means one entry here.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from flsim.config.errors import ConfigError
 from flsim.config.schema import Scenario
+from flsim.config.sections import register_check
 from flsim.engine.buffered import BufferedSimulation
 from flsim.engine.event_driver import run_events, run_wall_clock
 from flsim.engine.gossip import GossipSimulation
@@ -59,24 +62,39 @@ def _ray_coordinator(scenario: Scenario, task: Task, writer: Writer, progress: P
 
 @dataclass(frozen=True)
 class Mode:
-    """A driver mode: the driver class (round-based modes) and a backend factory per kind.
+    """A driver mode: the driver class (round-based modes), a backend factory per kind, and
+    the optional scenario sections its driver reads.
 
     For ``events`` the factories build an event coordinator; for the others, the client
-    pool or node pool the driver hands its batches to.
+    pool or node pool the driver hands its batches to. ``reads`` names the sections that
+    only some drivers use (``topology``, ``time.wall``, ``compression.choco``,
+    ``compression.downlink``): a scenario that sets one its mode does not read is refused
+    by :func:`check_mode_sections` instead of being run without it.
     """
 
     name: str
     driver: type[RoundSimulation] | type[GossipSimulation] | None
     backends: Mapping[str, Callable[..., Any]]
+    reads: frozenset[str] = frozenset()
 
 
 CLIENTS = {"local": _local_clients, "ray": _ray_clients}
 
 MODES: dict[str, Mode] = {
-    "sync": Mode("sync", RoundSimulation, CLIENTS),
+    "sync": Mode("sync", RoundSimulation, CLIENTS, frozenset({"compression.downlink"})),
     "buffered": Mode("buffered", BufferedSimulation, CLIENTS),
-    "gossip": Mode("gossip", GossipSimulation, {"local": _local_nodes, "ray": _ray_nodes}),
-    "events": Mode("events", None, {"local": _local_coordinator, "ray": _ray_coordinator}),
+    "gossip": Mode(
+        "gossip",
+        GossipSimulation,
+        {"local": _local_nodes, "ray": _ray_nodes},
+        frozenset({"topology", "compression.choco"}),
+    ),
+    "events": Mode(
+        "events",
+        None,
+        {"local": _local_coordinator, "ray": _ray_coordinator},
+        frozenset({"topology", "time.wall"}),
+    ),
 }
 
 
@@ -86,6 +104,31 @@ def mode_of(scenario: Scenario) -> Mode:
 
     algorithm = REGISTRY.get(scenario.algorithm.get("name", ""))
     return MODES[getattr(algorithm, "mode", "sync")]
+
+
+def check_mode_sections(scenario: Scenario) -> None:
+    """A section that the algorithm's mode would ignore is an error, not a silent no-op.
+
+    Registered as the scenario's ``mode`` check; it runs after the ``algorithm`` check, so
+    the algorithm's name is known to be registered.
+    """
+    name, mode = scenario.algorithm["name"], mode_of(scenario)
+    if scenario.topology is not None and "topology" not in mode.reads:
+        reason = f"{name!r} is a {mode.name!r} algorithm and ignores the topology; remove the section"
+        raise ConfigError("topology", scenario.topology.kind or scenario.topology.file, reason)
+    if scenario.time == "wall" and "time.wall" not in mode.reads:
+        reason = f"wall-clock mode runs event-driven algorithms, not {mode.name!r} ones"
+        raise ConfigError("time", "wall", reason)
+    choco, downlink = scenario.compression.choco, scenario.compression.downlink
+    if choco is not None and "compression.choco" not in mode.reads:
+        reason = f"CHOCO corrects gossip between nodes; {name!r} is a {mode.name!r} algorithm"
+        raise ConfigError("compression.choco", choco.model_dump(), reason)
+    if downlink is not None and "compression.downlink" not in mode.reads:
+        reason = f"a compressed downlink is supported by the synchronous driver only, not {mode.name!r}"
+        raise ConfigError("compression.downlink", downlink.kind, reason)
+
+
+register_check("mode", check_mode_sections)
 
 
 def driver_class(scenario: Scenario) -> type[RoundSimulation] | type[GossipSimulation]:

@@ -14,14 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from flsim.config.errors import ConfigError, errors_from_validation
+from flsim.config.sections import register_check
 
 if TYPE_CHECKING:
     from flsim.studies.context import StudyContext
     from flsim.studies.outcome import StudyOutcome
 
 #: Modules of this package that hold the harness rather than a study.
-HARNESS_MODULES = frozenset({"spec", "outcome", "context", "runner", "cli"})
+HARNESS_MODULES = frozenset({"spec", "outcome", "context", "runner"})
 
 
 class StudyParams(BaseModel):
@@ -125,3 +128,23 @@ def load_builtin_studies() -> dict[str, StudySpec]:
             continue
         importlib.import_module(f"flsim.studies.{module.name}")
     return STUDIES
+
+
+def check_study(scenario: Any) -> None:
+    """The scenario's study exists and its ``study.*`` parameters fit the study's own model.
+
+    Registered as the ``study`` check of :mod:`flsim.config.sections`, so ``flsim validate``
+    finds a bad parameter before anything runs, like an algorithm's hyperparameter.
+    """
+    studies = load_builtin_studies()
+    name = scenario.study.get("name")
+    if name not in studies:
+        raise ConfigError("study.name", name, f"unknown study; choose from {sorted(studies)}")
+    parameters = {key: value for key, value in scenario.study.items() if key != "name"}
+    try:
+        studies[name].params.model_validate(parameters)
+    except ValidationError as exc:
+        raise errors_from_validation(exc, prefix="study") from None
+
+
+register_check("study", check_study, kinds=("study",))

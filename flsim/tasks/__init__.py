@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from flsim.config.errors import ConfigError
 from flsim.config.schema import TaskConfig
+from flsim.config.sections import register_check
 from flsim.tasks.base import ModuleObjective, Objective, Shard, Task
 from flsim.tasks.convex import (
     LeastSquaresObjective,
@@ -66,6 +67,10 @@ DATASET_PARAMS: dict[str, Callable[[TaskConfig], object]] = {
 def check_task(cfg: TaskConfig) -> None:
     """Raise :class:`ConfigError` for bad ``dataset_params`` or model, before any data exists."""
     DATASET_PARAMS[cfg.dataset](cfg)
+
+
+# Config knows the task section's shape; what each dataset's parameters mean is known here.
+register_check("task", lambda scenario: check_task(scenario.task))
 
 
 def build_task(cfg: TaskConfig, seed: int) -> Task:

@@ -2,8 +2,8 @@
 
 Only the *shape* of the section is checked here (pydantic, unknown keys rejected so a typo
 fails at load time); whether ``params`` suit the chosen ``kind`` and whether the graph has
-``task.num_clients`` nodes is checked when the graph is built
-(:func:`flsim.topology.graphs.build_graph`), with the dotted key named.
+``task.num_clients`` nodes is checked by building it (:func:`check_graph`, with the dotted
+key named). Both register here with :mod:`flsim.config.sections`: this part owns the section.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+
+from flsim.config.sections import register_check, register_section
 
 MixingName = Literal["metropolis", "max_degree", "best_constant", "uniform", "fdla", "fmmc"]
 CYCLE_ENTRY_KEYS = frozenset({"kind", "params", "file"})
@@ -82,3 +84,20 @@ class TopologyConfig(BaseModel):
     def graph_seed(self, scenario_seed: int) -> int:
         """The seed random graphs are drawn from."""
         return self.seed if self.seed is not None else scenario_seed
+
+
+def check_graph(scenario: Any) -> None:
+    """The graphs a run would start from can be built for ``task.num_clients`` nodes.
+
+    Registered as the scenario's ``topology`` check, so a disconnected graph or a wrong node
+    count is found by ``flsim validate``, before a run directory exists.
+    """
+    if scenario.topology is None:
+        return
+    from flsim.topology.schedule import check_topology  # networkx: only when a graph is given
+
+    check_topology(scenario.topology, scenario.task.num_clients, scenario.seed)
+
+
+register_section("topology", TopologyConfig)
+register_check("topology", check_graph)

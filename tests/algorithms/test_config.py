@@ -7,7 +7,7 @@ import pytest
 from flsim.algorithms import REGISTRY, parse_algorithm_config
 from flsim.cli import main
 from flsim.config.errors import ConfigError, ConfigErrors
-from flsim.config.loading import load_scenario
+from flsim.scenario import load_scenario
 from tests.algorithms import CENTRALIZED
 from tests.builders import tiny_linreg
 

@@ -16,7 +16,7 @@ from flsim.compression import TopK
 from flsim.compression.kernels import econtrol_init, econtrol_step, ef21_init, ef21_step
 from flsim.compression.wire import decode
 from flsim.config.errors import ConfigError, ConfigErrors
-from flsim.config.loading import load_scenario
+from flsim.scenario import load_scenario
 from tests.algorithms_compression.test_wire import deserialise, serialise
 from tests.builders import make_simulation, metrics_without_wall_time, tiny_linreg
 

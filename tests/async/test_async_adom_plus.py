@@ -11,10 +11,10 @@ import pytest
 import flsim
 from flsim.algorithms.adom_plus import AdomPlus, AdomPlusConstants
 from flsim.algorithms.events import laplacian
-from flsim.config.loading import load_scenario
 from flsim.hosts.event_host import EventSimulation
 from flsim.hosts.sinks import RowCollector
 from flsim.progress import ProgressReporter
+from flsim.scenario import load_scenario
 from flsim.tasks import build_task
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 import flsim
-from flsim.config.loading import load_scenario, read_yaml
+from flsim.config.loading import read_yaml
 from flsim.hosts.event_host import event_graphs
+from flsim.scenario import load_scenario
 from flsim.sweep import expand_sweep
 
 FOLDER = Path(__file__).resolve().parents[2] / "scenarios" / "async"

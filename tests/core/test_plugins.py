@@ -12,8 +12,8 @@ import flsim
 from flsim.algorithms import REGISTRY
 from flsim.cli import main
 from flsim.config.errors import ConfigError
-from flsim.config.loading import load_scenario
 from flsim.config.plugins import shippable_paths
+from flsim.scenario import load_scenario
 from tests.builders import metrics_without_wall_time, tiny_linreg
 
 PLUGIN = textwrap.dedent(

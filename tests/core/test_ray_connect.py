@@ -72,7 +72,7 @@ def test_a_sweep_with_a_bad_address_exits_2(tmp_path, capsys):
 
 def test_connect_timeout_is_validated():
     from flsim.config.errors import ConfigErrors
-    from flsim.config.loading import load_scenario
+    from flsim.scenario import load_scenario
 
     with pytest.raises(ConfigErrors, match=r"backend\.connect_timeout_s"):
         load_scenario({**tiny_linreg(), "backend": {"connect_timeout_s": 0}})

@@ -9,7 +9,8 @@ import yaml
 
 from flsim.cli import main
 from flsim.config.errors import ConfigError, ConfigErrors
-from flsim.config.loading import apply_overrides, load_scenario
+from flsim.config.loading import apply_overrides
+from flsim.scenario import load_scenario
 from tests.builders import tiny_linreg
 
 

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from flsim.config.loading import load_scenario
 from flsim.engine.event_driver import WallClockTooSlow, _check_realised_rate, scheduled_times
+from flsim.scenario import load_scenario
 from tests.builders import tiny_linreg
 
 

@@ -15,10 +15,10 @@ import torch
 import flsim
 from flsim.backends.local import LocalNodeBackend
 from flsim.config.errors import ConfigError, ConfigErrors
-from flsim.config.loading import load_scenario
 from flsim.engine.gossip import GossipSimulation, mixing_rows
 from flsim.hosts.node_host import HAT_KEY
 from flsim.results.writer import RunWriter
+from flsim.scenario import load_scenario
 from tests.builders import metrics_without_wall_time, run_until_crash, tiny_linreg
 
 N, DIM, GAMMA = 6, 5, 0.4

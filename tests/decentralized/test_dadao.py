@@ -11,9 +11,9 @@ import scipy.linalg
 import flsim
 from flsim.algorithms.dadao import DADAO
 from flsim.algorithms.dadao_ode import DadaoConstants, DadaoFlow
-from flsim.config.loading import load_scenario
 from flsim.hosts.client_host import initial_model
 from flsim.rng import Streams
+from flsim.scenario import load_scenario
 from flsim.tasks import build_task
 from flsim.topology import build_graph, uniform_edge_rates
 from tests.builders import make_ridge

@@ -81,7 +81,7 @@ def test_dpsgd_matches_its_recursion(tmp_path):
     raw = _decentralized("dpsgd", algorithm={"batch_size": "full", "lr": 0.1}, rounds=5)
     raw["topology"] = {"kind": "ring", "mixing": "metropolis"}
     result = flsim.run(raw, run_dir=tmp_path / "run")
-    from flsim.config.loading import load_scenario
+    from flsim.scenario import load_scenario
     from flsim.tasks import build_task
 
     task = build_task(load_scenario(raw).task, raw["seed"])

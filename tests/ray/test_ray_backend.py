@@ -17,8 +17,8 @@ import flsim
 from flsim.algorithms import REGISTRY
 from flsim.backends.base import WorkerLost
 from flsim.backends.ray_backend import RayBackend, RayCoordinator
-from flsim.config.loading import load_scenario
 from flsim.engine.modes import driver_class
+from flsim.scenario import load_scenario
 from flsim.tasks import build_task
 from tests.builders import metrics_without_wall_time, tiny_digits, tiny_linreg
 

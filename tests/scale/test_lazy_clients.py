@@ -188,8 +188,8 @@ def test_lazy_logreg_streams_newton_to_the_pooled_optimum(l2, monkeypatch):
 
 
 def test_hosts_apply_the_backend_cache_bounds(force_lazy):
-    from flsim.config.loading import load_scenario
     from flsim.hosts.client_host import ClientHost
+    from flsim.scenario import load_scenario
 
     host = ClientHost(load_scenario(tiny_linreg(backend={"client_cache_clients": 2, "client_cache_mb": 0.5})))
     clients = host.task.clients

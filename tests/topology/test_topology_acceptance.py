@@ -21,7 +21,8 @@ import pytest
 import flsim.topology.rates as rates_module
 from flsim.cli import main
 from flsim.config.errors import ConfigError
-from flsim.config.loading import load_scenario, read_yaml
+from flsim.config.loading import read_yaml
+from flsim.scenario import load_scenario
 from flsim.sweep import expand_sweep
 from flsim.topology.config import TopologyConfig
 from flsim.topology.graph_files import load_graph

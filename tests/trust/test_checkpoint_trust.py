@@ -91,8 +91,9 @@ def test_the_identity_survives_the_config_round_trip(tmp_path):
     writer = RunWriter(run_dir)
     stored = torch.load(run_dir / CHECKPOINT, weights_only=True)["identity"]
     from flsim.api import resolved_config
-    from flsim.config.loading import load_scenario, read_yaml
+    from flsim.config.loading import read_yaml
     from flsim.results.writer import config_identity
+    from flsim.scenario import load_scenario
 
     raw = read_yaml(writer.run_dir / "config.yaml")
     raw.pop("versions")

@@ -10,7 +10,7 @@ import pytest
 
 import flsim
 from flsim.config.errors import ConfigError
-from flsim.config.loading import load_scenario
+from flsim.scenario import load_scenario
 from tests.builders import tiny_linreg
 from tests.trust.helpers import cli, one_error_line, write_scenario
 

@@ -7,7 +7,7 @@ import os
 import stat
 
 import flsim
-from flsim.config.loading import load_scenario
+from flsim.scenario import load_scenario
 from tests.builders import tiny_linreg
 from tests.trust.helpers import cli, one_error_line, write_scenario
 

@@ -5,6 +5,7 @@ per seed, each into its own run directory, and prints one table row per criterio
 scenario (with its overrides and seeds) is validated before the first study starts, so a
 malformed ``study.*`` value or an unknown name is a usage error (exit 2) that writes nothing.
 The exit code is 1 when a study fails a gating criterion or raises, 0 when all pass.
+A command that runs studies through :mod:`flsim.api`, so it lives in the face, beside the CLI.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def scenario_dir(given: str | None) -> Path:
         return Path(given)
     if SCENARIO_DIR.is_dir():
         return SCENARIO_DIR
-    return Path(__file__).resolve().parents[2] / SCENARIO_DIR
+    return Path(__file__).resolve().parents[1] / SCENARIO_DIR
 
 
 def ordered(studies: dict[str, Any]) -> list[str]:
@@ -69,7 +70,7 @@ def select(names: list[str], run_all: bool, studies: dict[str, Any]) -> list[str
 
 def plan(names: list[str], seeds: list[int] | None, overrides: list[str], directory: Path) -> list[Any]:
     """Every (name, seed) scenario, validated before anything runs: ``[(name, seed, Scenario)]``."""
-    from flsim.config.loading import load_scenario
+    from flsim.scenario import load_scenario
 
     jobs = []
     for name in names:

@@ -2,7 +2,8 @@
 
 Both read the models the loader validates against, so what they print cannot drift from
 what ``flsim validate`` accepts: a parameter added to an algorithm's ``Config`` shows up in
-its details and in the editor's completion without anyone editing a table by hand.
+its details and in the editor's completion without anyone editing a table by hand. They read
+every part's models, so they live in the face, next to the CLI that prints them.
 """
 
 from __future__ import annotations
@@ -112,12 +113,19 @@ def _algorithm_schema(name: str, model: type[BaseModel], defs: dict[str, Any]) -
 
 
 def scenario_schema() -> dict[str, Any]:
-    """JSON Schema (draft 2020-12) of a scenario file, algorithm hyperparameters included."""
+    """JSON Schema (draft 2020-12) of a scenario file, algorithm hyperparameters included.
+
+    The compression and topology sections come from the models their parts registered
+    (:mod:`flsim.config.sections`), so the parts are loaded first.
+    """
     from flsim.algorithms import REGISTRY
     from flsim.config.schema import Scenario
+    from flsim.config.sections import embed_section_schemas
+    from flsim.scenario import load_parts
 
-    schema = Scenario.model_json_schema(ref_template="#/$defs/{model}")
-    defs = schema.setdefault("$defs", {})
+    load_parts()
+    schema = embed_section_schemas(Scenario.model_json_schema(ref_template="#/$defs/{model}"), Scenario)
+    defs = schema["$defs"]
     branches = [_algorithm_schema(name, REGISTRY[name].Config, defs) for name in sorted(REGISTRY)]
     algorithm = schema["properties"]["algorithm"]
     schema["properties"]["algorithm"] = {"description": algorithm.get("description", ""), "anyOf": branches}
