@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from flsim.config.sampling import SamplingConfig, as_sampling
 from flsim.config.sections import OwnedSection
 
 DatasetName = Literal["digits", "linreg", "logreg", "synthetic_leaf", "mnist_idx", "cifar10"]
@@ -210,7 +211,10 @@ class Scenario(Strict):
     rounds: PositiveInt = Field(10, le=MAX_ROUNDS)
     clients_per_round: PositiveInt | None = None
     participation: float | None = Field(None, gt=0, le=1)
-    sampling: Literal["fixed", "bernoulli"] = "fixed"
+    sampling: SamplingConfig = Field(
+        default_factory=SamplingConfig,
+        description="fixed | bernoulli, or a mapping {kind: temperature | dpp, ...} (docs/building_blocks.md).",
+    )
     system: SystemConfig = Field(default_factory=SystemConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     backend: BackendConfig = Field(default_factory=BackendConfig)
@@ -246,6 +250,11 @@ class Scenario(Strict):
             raise ValueError(f"name must be a string, not {type(section['name']).__name__}")
         return section
 
+    @field_validator("sampling", mode="before")
+    @classmethod
+    def _sampling_word(cls, value: Any) -> Any:
+        return as_sampling(value)
+
     @field_validator("name")
     @classmethod
     def _name_is_one_folder(cls, name: str) -> str:
@@ -256,7 +265,7 @@ class Scenario(Strict):
 
     @model_validator(mode="after")
     def _bernoulli_can_sample(self) -> Scenario:
-        if self.sampling != "bernoulli" or self.participation is None:
+        if self.sampling.kind != "bernoulli" or self.participation is None:
             return self
         empty = (1.0 - self.participation) ** self.task.num_clients
         if empty > 1.0 - 1.0 / MAX_MEAN_DRAWS:
