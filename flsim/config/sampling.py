@@ -21,11 +21,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     PositiveInt,
     ValidationInfo,
     field_validator,
     model_serializer,
 )
+from pydantic.json_schema import JsonSchemaValue
 
 SamplingKind = Literal["fixed", "bernoulli", "temperature", "dpp"]
 _KEYS_OF: dict[str, str] = {
@@ -89,6 +91,12 @@ class SamplingConfig(BaseModel):
         if value is not None and info.data.get("tau") is not None:
             raise ValueError("give either a static tau or a cooldown schedule, not both")
         return value
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        """The section is the plain word ``fixed`` / ``bernoulli`` or this mapping."""
+        mapping = handler.resolve_ref_schema(handler(core))
+        return {"anyOf": [{"type": "string", "enum": ["fixed", "bernoulli"]}, mapping]}
 
     @model_serializer(mode="wrap")
     def _plain_word_when_possible(self, handler: Any) -> Any:
