@@ -17,6 +17,8 @@ from flsim.hosts.run_loop import Cadence, Recovery, RunLoop, Step
 
 
 class RoundLoop:
+    """Base of the round drivers: one run-loop step per round, recovery through the backend."""
+
     counters: Any
 
     def __init__(self, scenario: Any, task: Any, backend: Any, writer: Any, progress: Any) -> None:
