@@ -9,9 +9,10 @@ A plugin is a plain Python module that calls a registry's ``register`` when it i
 - named by a scenario, ``plugins: [my_module]``: imported before the scenario's
   ``algorithm`` section is checked, so that its name is known by then.
 
-Both happen here, in the configuration layer, because validation is where a name is first
-looked up; the import is dynamic, so config depends on no plugin. The same call runs again
-in every Ray actor (see :mod:`flsim.backends.ray_backend`), whose process validated nothing.
+The scenario loader (:mod:`flsim.scenario`) calls :func:`load_plugins` before it validates,
+since validation is where a name is first looked up; every Ray actor calls it again
+(:mod:`flsim.backends.actor_scenario`), since its process validated nothing. Both layers need
+it, so it sits on the ground floor; the import is dynamic, so config depends on no plugin.
 A plugin is trusted code: importing it runs it (the README's Security section).
 """
 

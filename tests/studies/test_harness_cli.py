@@ -138,3 +138,11 @@ def test_run_one_shipped_study_at_reduced_size(tmp_path, capsys):
     assert "slope_l1" in capsys.readouterr().out
     (summary,) = _summaries(tmp_path / "r")
     assert summary["study"] == "last_iterate_sgd" and summary["pass"] is (code == 0)
+
+
+def test_without_a_local_folder_the_shipped_study_scenarios_are_found(tmp_path, monkeypatch):
+    from flsim.study_cli import scenario_dir
+
+    monkeypatch.chdir(tmp_path)  # no scenarios/studies here: fall back to the one beside the package
+    found = scenario_dir(None)
+    assert found.is_dir() and (found / "last_iterate_sgd.yaml").is_file()
