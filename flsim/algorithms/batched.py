@@ -16,15 +16,17 @@ it falls back to the loop until it registers itself.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
 
+from flsim.algorithms.client import Batch, ClientContext
 from flsim.config.errors import ConfigError
 
+Tensors = dict[str, Tensor]
 #: ∇ of every row's loss at once: (Y [K, D], features [K, B, ...], targets [K, B]) -> [K, D].
 StackedGradient = Callable[[Tensor, Tensor, Tensor], Tensor]
 
@@ -69,6 +71,8 @@ class BatchedContext:
         self.grad_evals = 0
         self.steps = 0
         self.work = 0
+        #: Per-row facts for the metrics rows (``ClientContext.extras`` of each client).
+        self.extras: list[dict[str, float]] = [{} for _ in clients]
 
     @property
     def size(self) -> int:
@@ -79,6 +83,55 @@ class BatchedContext:
         self.grad_evals += 1
         self.work += max(1, math.ceil(int(batch.x.shape[1]) / self.unit))
         return self.gradient(y, batch.x, batch.y)
+
+
+class PrecomputedGradient(ClientContext):
+    """One row of a stack as the :class:`ClientContext` of a rule that calls its oracle once,
+    at the broadcast x (the compressed one-step methods): that call was made for the whole
+    stack, so ``grad`` hands back this client's row. Counters stay with the stack's context.
+    """
+
+    def __init__(self, client: int, gradient: Tensor, at: Tensor, lr: float, round_index: int) -> None:
+        # Not ClientContext.__init__: there is no shard or generator to give; the rule reads
+        # only the client, its rate, the round, the extras and the one gradient.
+        self.client = client
+        self.lr = lr
+        self.round_index = round_index
+        self.batch_size = None
+        self.grad_evals = self.steps = self.work = 0
+        self.extras: dict[str, float] = {}
+        self._gradient = gradient
+        self._at = at
+
+    def batches(self) -> Iterator[Batch]:
+        return iter((Batch(self._at[:0], self._at[:0]),))
+
+    def grad(self, params: Tensor, batch: Batch) -> Tensor:
+        if params is not self._at:
+            raise RuntimeError("a batched one-step rule took its gradient at another point than x")
+        return self._gradient
+
+
+def one_gradient_each(
+    message: Tensors,
+    states: list[Tensors],
+    bctx: BatchedContext,
+    update: Callable[..., tuple[Tensors, Tensors]],
+) -> tuple[list[Tensors], list[Tensors]]:
+    """A one-gradient rule for a stack: the gradients at the broadcast x as one stacked call,
+    then each client's own ``update(message, state, ctx)`` on its row (its recursion and its
+    compression, whose messages differ in size from client to client)."""
+    x = message["x"]
+    grads = bctx.grad(x.expand(bctx.size, -1).contiguous(), bctx.batch(0))
+    bctx.steps = 1
+    replies, new_states = [], []
+    for row, (client, state) in enumerate(zip(bctx.clients, states, strict=True)):
+        ctx = PrecomputedGradient(client, grads[row].clone(), x, bctx.lr, bctx.round_index)
+        reply, new_state = update(message, state, ctx)
+        bctx.extras[row].update(ctx.extras)
+        replies.append(reply)
+        new_states.append(new_state)
+    return replies, new_states
 
 
 StackedHook = Callable[[Tensor, Tensor], Tensor]

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from flsim.algorithms.base import Reply, Tensors, register
+from flsim.algorithms.batched import vectorizable
 from flsim.algorithms.client import ClientContext
 from flsim.algorithms.ef_common import CompressedConfig, CompressedRoundAlgorithm
 
 
+@vectorizable
 @register
 class CompressedSGD(CompressedRoundAlgorithm):
     """(E5) x ← x − γ Σ_{i∈S} w_i C(g_i) / Σ_{i∈S} w_i: stateless clients, any compressor.

@@ -9,6 +9,7 @@ from pydantic import Field
 from torch import Tensor
 
 from flsim.algorithms.base import Reply, Tensors, register
+from flsim.algorithms.batched import vectorizable
 from flsim.algorithms.client import ClientContext
 from flsim.algorithms.ef_common import CompressedRoundAlgorithm, ContractiveConfig
 from flsim.compression.wire import dense_payload
@@ -21,6 +22,7 @@ class EControlConfig(ContractiveConfig):
     eta: float | None = Field(None, ge=0, le=1, description="Feedback strength η; null → δ(d).")
 
 
+@vectorizable
 @register
 class EControl(CompressedRoundAlgorithm):
     """EControl: one round is one step of (E1) on the participants and (E2) on the server.

@@ -8,10 +8,12 @@ import torch
 from torch import Tensor
 
 from flsim.algorithms.base import Reply, Tensors, register
+from flsim.algorithms.batched import vectorizable
 from flsim.algorithms.client import ClientContext
 from flsim.algorithms.ef_common import CompressedRoundAlgorithm, ContractiveConfig
 
 
+@vectorizable
 @register
 class EF14(CompressedRoundAlgorithm):
     """EF14: one round is one step of (E3).

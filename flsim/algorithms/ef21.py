@@ -7,11 +7,13 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from flsim.algorithms.base import Reply, Tensors, register
+from flsim.algorithms.batched import vectorizable
 from flsim.algorithms.client import ClientContext
 from flsim.algorithms.ef_common import CompressedRoundAlgorithm, ContractiveConfig
 from flsim.compression.wire import dense_payload
 
 
+@vectorizable
 @register
 class EF21(CompressedRoundAlgorithm):
     """EF21: one round is one step of (E4).

@@ -12,6 +12,7 @@ from pydantic import Field
 from torch import Tensor
 
 from flsim.algorithms.base import Tensors, register
+from flsim.algorithms.batched import vectorizable
 from flsim.algorithms.client import ClientContext
 from flsim.algorithms.ef21 import EF21
 from flsim.algorithms.ef_common import ContractiveConfig
@@ -24,6 +25,7 @@ class EF21SGDMConfig(ContractiveConfig):
     eta: float = Field(0.1, gt=0, le=1, description="Momentum weight η of v_i ← (1−η)v_i + η g_i.")
 
 
+@vectorizable
 @register
 class EF21SGDM(EF21):
     """EF21-SGDM: (E4) with c_i = C(v_i − g_i), where v_i ← (1 − η) v_i + η ∇f_i(x; ξ).

@@ -31,6 +31,7 @@ from pydantic import ValidationInfo, field_validator
 from torch import Tensor
 
 from flsim.algorithms.base import AlgorithmConfig, Reply, RoundAlgorithm, Tensors
+from flsim.algorithms.batched import BatchedContext, one_gradient_each
 from flsim.algorithms.client import ClientContext
 from flsim.compression.compressors import Compressor
 from flsim.compression.config import CompressorConfig, build_compressor
@@ -148,6 +149,13 @@ class CompressedRoundAlgorithm(RoundAlgorithm):
         g = ctx.grad(x, next(ctx.batches()))
         ctx.steps += 1
         return g
+
+    def client_update_batched(
+        self, message: Tensors, states: list[Tensors], bctx: BatchedContext
+    ) -> tuple[list[Tensors], list[Tensors]]:
+        """The round's one gradient for a stack of clients, then each client's own recursion
+        and compressed message (docs/vectorized.md); registered per method with ``vectorizable``."""
+        return one_gradient_each(message, states, bctx, self.client_update)
 
     def send(self, v: Tensor, ctx: ClientContext) -> tuple[Tensors, Tensor]:
         """(the encoded message C(v), its decoded value), randomness from this client and round."""

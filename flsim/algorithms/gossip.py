@@ -19,6 +19,13 @@ from pydantic import Field, PositiveInt, model_validator
 from torch import Tensor
 
 from flsim.algorithms.base import AlgorithmConfig, Tensors, local_training, register
+from flsim.algorithms.batched import (
+    BatchedContext,
+    batched_sam_oracle,
+    batched_training,
+    unstack,
+    vectorizable,
+)
 from flsim.algorithms.client import ClientContext
 from flsim.algorithms.client_optimizers import ALL_OPTIMIZERS
 from flsim.algorithms.sam import sam_oracle
@@ -97,6 +104,7 @@ class GossipAlgorithm(ABC):
         return local_training(x, ctx, cfg, **kwargs)
 
 
+@vectorizable
 @register
 class DPSGD(GossipAlgorithm):
     """(B7) x_i^{t+1} = Σ_j W_ij x_j^t − η g_i(x_i^t): the gradient is taken before mixing
@@ -109,11 +117,20 @@ class DPSGD(GossipAlgorithm):
         ctx.steps += 1
         return x, {**state, "pending_step": ctx.lr * gradient}
 
+    def local_phase_batched(
+        self, x: Tensor, states: list[Tensors], bctx: BatchedContext
+    ) -> tuple[Tensors, list[Tensors]]:
+        """:meth:`local_phase` for a stack of nodes: one stacked gradient, kept as each row's step."""
+        pending = {"pending_step": bctx.lr * bctx.grad(x, bctx.batch(0))}
+        bctx.steps += 1
+        return {"sent": x}, [{**state, **unstack(pending, row)} for row, state in enumerate(states)]
+
     def after_mix(self, mixed: Tensor, state: Tensors, ctx: ClientContext) -> tuple[Tensor, Tensors]:
         rest = {k: v for k, v in state.items() if k != "pending_step"}
         return mixed - state["pending_step"], rest
 
 
+@vectorizable
 @register
 class DFedAvg(GossipAlgorithm):
     """(B8) K local SGD steps, then one gossip step (Q = ``gossip_steps``)."""
@@ -125,11 +142,18 @@ class DFedAvg(GossipAlgorithm):
     def local_phase(self, x: Tensor, state: Tensors, ctx: ClientContext) -> tuple[Tensor, Tensors]:
         return self.local_sgd_from(x, ctx), state
 
+    def local_phase_batched(
+        self, x: Tensor, states: list[Tensors], bctx: BatchedContext
+    ) -> tuple[Tensors, list[Tensors]]:
+        """:meth:`local_phase` for a stack of nodes [K, D]: K local SGD steps a row."""
+        return {"sent": batched_training(x, bctx, self.config)}, states
+
 
 class DFedAvgMConfig(GossipConfig):
     momentum: float = Field(0.9, ge=0, lt=1)
 
 
+@vectorizable
 @register
 class DFedAvgM(DFedAvg):
     """(B8) DFedAvg with heavy-ball momentum in the local steps (default 0.9)."""
@@ -145,6 +169,7 @@ class DFedSAMConfig(GossipConfig):
     perturb_eps: float = Field(1e-12, ge=0)
 
 
+@vectorizable
 @register
 class DFedSAM(GossipAlgorithm):
     """(D1–D2) K local SAM steps (the B4 rule) from x_i, then Q = 1 gossip step.
@@ -161,6 +186,15 @@ class DFedSAM(GossipAlgorithm):
         assert isinstance(cfg, DFedSAMConfig)
         return self.local_sgd_from(x, ctx, gradient=sam_oracle(ctx, cfg.rho, eps=cfg.perturb_eps)), state
 
+    def local_phase_batched(
+        self, x: Tensor, states: list[Tensors], bctx: BatchedContext
+    ) -> tuple[Tensors, list[Tensors]]:
+        """:meth:`local_phase` for a stack of nodes: the B4 SAM step on every row."""
+        cfg = self.config
+        assert isinstance(cfg, DFedSAMConfig)
+        oracle = batched_sam_oracle(bctx, cfg.rho, eps=cfg.perturb_eps)
+        return {"sent": batched_training(x, bctx, cfg, gradient=oracle)}, states
+
 
 class DFedSAMMGSConfig(DFedSAMConfig):
     gossip_steps: PositiveInt = 4
@@ -172,6 +206,7 @@ class DFedSAMMGSConfig(DFedSAMConfig):
         return self
 
 
+@vectorizable
 @register
 class DFedSAMMGS(DFedSAM):
     """(D2) DFedSAM with multiple gossip steps, Q = 4 by default (the paper's main setting)."""

@@ -86,8 +86,17 @@ class ClientHost:
         counter = round_index if stream is None else stream
         if self.vectorized is None:
             return [self._run_one(message, client, round_index, counter) for client in clients]
-        done = self.vectorized.run(message, clients, self.store.get, round_index, counter)
-        return [self._reply(client, out, state, counter, work, {}) for client, out, state, work in done]
+        update = self.algorithm.client_update_batched  # type: ignore[attr-defined]
+        done = self.vectorized.run(
+            clients,
+            round_index,
+            counter,
+            lambda group, bctx: update(message, [self.store.get(c) for c in group], bctx),
+        )
+        return [
+            self._reply(client, out, state, counter, work, extras)
+            for client, out, state, work, extras in done
+        ]
 
     def _run_one(self, message: Tensors, client: int, round_index: int, counter: int) -> Reply:
         cfg = self.algorithm.config

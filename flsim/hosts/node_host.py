@@ -21,12 +21,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from flsim.algorithms.base import Tensors
+from flsim.algorithms.batched import BatchedContext
 from flsim.algorithms.client import ClientContext
 from flsim.algorithms.client_optimizers import run_with_optimizer_state
 from flsim.algorithms.gossip import GossipAlgorithm
 from flsim.compression.config import build_compressor
 from flsim.config.schema import Scenario
 from flsim.hosts.client_host import build_algorithm, configure_torch, initial_model
+from flsim.hosts.vectorized import VectorizedClients, check_vectorized
 from flsim.rng import torch_rng
 from flsim.tasks import build_task
 from flsim.tasks.base import Task
@@ -77,6 +80,10 @@ class NodeHost:
         self.states: dict[int, dict[str, Tensor]] = {}
         #: CHOCO's public copies x̂_j of this host's nodes (zero before a node first sends).
         self.hats: dict[int, Tensor] = {}
+        gradient = check_vectorized(scenario, algorithm, self.task)
+        self.vectorized = (
+            None if gradient is None else VectorizedClients(scenario, self.task, algorithm, gradient)
+        )
 
     def _state(self, node: int) -> dict[str, Tensor]:
         state = self.states.get(node)
@@ -102,7 +109,10 @@ class NodeHost:
     def local(
         self, nodes: list[int], round_index: int, inputs: dict[int, Tensor] | None = None
     ) -> tuple[dict[int, Tensor], list[NodeWork]]:
-        """Each node's local phase from x_i (or from ``inputs[i]``, gossip-first order)."""
+        """Each node's local phase from x_i (or from ``inputs[i]``, gossip-first order); with
+        ``backend.vectorize``, the nodes as stacks (:mod:`flsim.hosts.vectorized`)."""
+        if self.vectorized is not None:
+            return self._local_batched(nodes, round_index, inputs)
         out: dict[int, Tensor] = {}
         work = []
         for node in nodes:
@@ -113,6 +123,26 @@ class NodeHost:
             self.states[node] = {**new_state, "x": state["x"]}
             out[node] = sent
             work.append(NodeWork(node, ctx.grad_evals, ctx.steps))
+        return out, work
+
+    def _local_batched(
+        self, nodes: list[int], round_index: int, inputs: dict[int, Tensor] | None
+    ) -> tuple[dict[int, Tensor], list[NodeWork]]:
+        assert self.vectorized is not None
+        update = self.algorithm.local_phase_batched  # type: ignore[attr-defined]
+
+        def run_group(group: list[int], bctx: BatchedContext) -> tuple[Tensors, list[Tensors]]:
+            starts = [self._state(n)["x"] if inputs is None else inputs[n] for n in group]
+            return update(torch.stack(starts), [self._state(n) for n in group], bctx)
+
+        out: dict[int, Tensor] = {}
+        work = []
+        for node, reply, new_state, done, _ in self.vectorized.run(
+            nodes, round_index, round_index, run_group
+        ):
+            self.states[node] = {**new_state, "x": self._state(node)["x"]}
+            out[node] = reply["sent"]
+            work.append(NodeWork(node, done.grad_evals, done.local_steps))
         return out, work
 
     def mix(self, rows: Rows, stream: int, *vector_sets: dict[int, Tensor]) -> dict[int, Tensor]:

@@ -88,6 +88,11 @@ def check_vectorized_model(scenario: Scenario, task: Task) -> None:
             raise ConfigError("backend.vectorize", "on", f"{found}; use auto or off")
 
 
+#: One group's batched rule: (its clients, their context) -> (replies, new states); the replies
+#: are stacked [K, ...] tensors, or one message a client where messages differ in size.
+GroupUpdate = Callable[[list[int], BatchedContext], tuple[Tensors | list[Tensors], list[Tensors]]]
+
+
 @dataclass
 class ClientWork:
     """What the engine accounts for one client's update (``Reply`` without its payload)."""
@@ -122,22 +127,21 @@ class VectorizedClients:
         self.gradient = gradient
 
     def run(
-        self,
-        message: Tensors,
-        clients: list[int],
-        states: Callable[[int], Tensors],
-        round_index: int,
-        counter: int,
-    ) -> list[tuple[int, Tensors, Tensors, ClientWork]]:
-        """(client, reply, new state, work) for each client, in the order of ``clients``."""
-        out: list[tuple[int, Tensors, Tensors, ClientWork] | None] = [None] * len(clients)
-        update = self.algorithm.client_update_batched  # type: ignore[attr-defined]
+        self, clients: list[int], round_index: int, counter: int, update: GroupUpdate
+    ) -> list[tuple[int, Tensors, Tensors, ClientWork, dict[str, float]]]:
+        """(client, reply, new state, work, extras) for each client, in the order of ``clients``.
+
+        ``update(group, bctx)`` runs one group's batched rule: the round-based hosts call the
+        algorithm's ``client_update_batched``, the gossip hosts its ``local_phase_batched``.
+        """
+        out: list[tuple[int, Tensors, Tensors, ClientWork, dict[str, float]] | None] = [None] * len(clients)
         for group in self._groups(clients, round_index, counter):
             bctx = self._context(group, round_index)
-            replies, new_states = update(message, [states(c) for c in group.clients], bctx)
+            replies, new_states = update(group.clients, bctx)
             work = ClientWork(group.size, bctx.grad_evals, bctx.steps, bctx.work)
             for row, (position, client) in enumerate(zip(group.positions, group.clients, strict=True)):
-                out[position] = (client, unstack(replies, row), new_states[row], work)
+                reply = replies[row] if isinstance(replies, list) else unstack(replies, row)
+                out[position] = (client, reply, new_states[row], work, bctx.extras[row])
         return [entry for entry in out if entry is not None]
 
     def _groups(self, clients: list[int], round_index: int, counter: int) -> list[_Group]:

@@ -18,6 +18,7 @@ from flsim.algorithms.fedavg import FedAvg
 from flsim.config.errors import ConfigError
 from flsim.hosts.batch_indices import epoch_shuffles, step_slices
 from flsim.hosts.client_host import ClientHost, initial_model
+from flsim.hosts.node_host import NodeHost
 from flsim.hosts.stacked_gradients import stacked_gradient
 from flsim.rng import torch_rng
 from flsim.scenario import load_scenario
@@ -53,7 +54,22 @@ COVERED: dict[str, dict[str, Any]] = {
         "batch_size": 16,
     },
     "fedbuff": {"name": "fedbuff", "lr": 0.1, "local_steps": 3, "batch_size": 16, "buffer_size": 2},
+    "compressed_sgd": {
+        "name": "compressed_sgd",
+        "lr": 0.1,
+        "batch_size": 16,
+        "compressor": {"kind": "qsgd", "levels": 4},
+    },
+    "ef14": {"name": "ef14", "lr": 0.1, "batch_size": 16, "compressor": {"kind": "topk", "k": 20}},
+    "ef21": {"name": "ef21", "lr": 0.1, "batch_size": 16, "compressor": {"kind": "topk", "k": 20}},
+    "econtrol": {"name": "econtrol", "lr": 0.1, "batch_size": 16, "compressor": {"kind": "topk", "k": 20}},
+    "ef21_sgdm": {"name": "ef21_sgdm", "lr": 0.1, "batch_size": 16, "compressor": {"kind": "sign"}},
 }
+#: Scenario sections a covered algorithm's case adds (a compressed uplink around local steps).
+EXTRA: dict[str, dict[str, Any]] = {
+    "fedavg_channel": {"compression": {"uplink": {"kind": "topk", "k": 30}, "error_feedback": "ef21"}},
+}
+COVERED["fedavg_channel"] = COVERED["fedavg"]
 
 
 def _rows(raw: dict[str, Any], mode: str, path) -> list[dict[str, Any]]:
@@ -76,8 +92,25 @@ def _assert_close(loop: list[dict[str, Any]], batched: list[dict[str, Any]], rel
 def test_batched_rounds_match_the_client_loop(name, tmp_path):
     """Dirichlet shards of unequal sizes: with local_epochs the clients fall into several
     groups; every metric (counters exactly, losses to 1e-5) is the loop's."""
-    raw = tiny_digits(algorithm=COVERED[name], rounds=3)
+    raw = tiny_digits(algorithm=COVERED[name], rounds=3, **EXTRA.get(name, {}))
     assert ClientHost(load_scenario({**raw, "backend": {"vectorize": "on"}})).vectorized is not None
+    _assert_close(_rows(raw, "off", tmp_path / "off"), _rows(raw, "on", tmp_path / "on"), rel=1e-5)
+
+
+#: Decentralized local phases (a ring; every node trains every round).
+GOSSIP: dict[str, dict[str, Any]] = {
+    "dpsgd": {"name": "dpsgd", "lr": 0.1, "batch_size": 16},
+    "dfedavg": {"name": "dfedavg", "lr": 0.1, "local_epochs": 1, "batch_size": 16},
+    "dfedavgm": {"name": "dfedavgm", "lr": 0.1, "local_steps": 3, "batch_size": 16},
+    "dfedsam": {"name": "dfedsam", "lr": 0.1, "local_steps": 3, "batch_size": 16, "order": "gossip_first"},
+    "dfedsam_mgs": {"name": "dfedsam_mgs", "lr": 0.1, "local_epochs": 1, "batch_size": 16},
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOSSIP))
+def test_batched_local_phases_match_the_node_loop(name, tmp_path):
+    raw = tiny_digits(algorithm=GOSSIP[name], rounds=3, topology={"kind": "ring"}, clients_per_round=None)
+    assert NodeHost(load_scenario({**raw, "backend": {"vectorize": "on"}})).vectorized is not None
     _assert_close(_rows(raw, "off", tmp_path / "off"), _rows(raw, "on", tmp_path / "on"), rel=1e-5)
 
 
