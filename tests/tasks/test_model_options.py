@@ -197,3 +197,16 @@ def test_runs_are_deterministic(tmp_path, model):
     rows = metrics_without_wall_time(first.run_dir)
     assert rows == metrics_without_wall_time(second.run_dir)
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+
+
+def test_a_dropout_run_resumes_bit_identically(tmp_path):
+    from flsim.engine.simulation import RoundSimulation
+    from tests.builders import run_until_crash
+
+    raw = tiny_digits(
+        task={"model": {"activation": "selu", "alpha_dropout": 0.1}}, rounds=6, checkpoint={"every": 2}
+    )
+    full = flsim.run(raw, run_dir=tmp_path / "full")
+    run_until_crash(raw, tmp_path / "crashed", RoundSimulation, 3)
+    resumed = flsim.resume(tmp_path / "crashed")
+    assert metrics_without_wall_time(resumed.run_dir) == metrics_without_wall_time(full.run_dir)
