@@ -10,6 +10,7 @@ import pytest
 
 import flsim
 from flsim.hosts.client_host import ClientHost
+from flsim.hosts.node_host import NodeHost
 from flsim.scenario import load_scenario
 from tests.builders import metrics_without_wall_time, tiny_digits
 
@@ -44,4 +45,23 @@ def test_batched_rounds_are_bit_identical_on_ray(tmp_path, ray_session, algorith
     local = flsim.run(raw, run_dir=tmp_path / "local")
     ray_raw = {**raw, "backend": {"kind": "ray", "num_actors": 2, "timeout_s": 120, "vectorize": "on"}}
     remote = flsim.run(ray_raw, run_dir=tmp_path / "ray")
+    assert len(remote.summary["placement"]["actors"]) == 2
+    assert metrics_without_wall_time(local.run_dir) == metrics_without_wall_time(remote.run_dir)
+
+
+def test_batched_gossip_is_bit_identical_on_ray(tmp_path, ray_session):
+    """DFedSAM on a ring: each node actor stacks its own nodes' local phases."""
+    algorithm = {"name": "dfedsam", "lr": 0.1, "local_epochs": 1, "batch_size": 16}
+    raw = tiny_digits(
+        algorithm=algorithm,
+        rounds=3,
+        topology={"kind": "ring"},
+        clients_per_round=None,
+        backend={"vectorize": "on"},
+    )
+    assert NodeHost(load_scenario(raw)).vectorized is not None
+    local = flsim.run(raw, run_dir=tmp_path / "local")
+    ray_raw = {**raw, "backend": {"kind": "ray", "num_actors": 2, "timeout_s": 120, "vectorize": "on"}}
+    remote = flsim.run(ray_raw, run_dir=tmp_path / "ray")
+    assert len(remote.summary["placement"]["actors"]) == 2
     assert metrics_without_wall_time(local.run_dir) == metrics_without_wall_time(remote.run_dir)
