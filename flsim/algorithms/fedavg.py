@@ -38,10 +38,10 @@ class FedAvg(RoundAlgorithm):
         cfg = self.config
         x = message["x"]
         y = local_training(x, ctx, cfg, **self.local_oracle(x, ctx))
-        return {"delta": y - x}, state
         if ctx.upload_from:
             # Drop-Muon left the layers below the cut untouched: send only the tail that moved.
             return {"delta": y[ctx.upload_from :] - x[ctx.upload_from :]}, state
+        return {"delta": y - x}, state
 
     def batched_oracle(self, x: Tensor, bctx: BatchedContext) -> dict[str, Any]:
         """:meth:`local_oracle` for a stack of clients (docs/vectorized.md); none for FedAvg."""
