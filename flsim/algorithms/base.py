@@ -269,16 +269,24 @@ class RoundAlgorithm(ABC):
     def _tail_mean(
         self, replies: list[Reply], key: str, like: Tensor, factor: Callable[[Reply], float] | None
     ) -> Tensor:
-        """The per-layer mean of tail uploads: coordinates [o, end) over the senders with offset ≤ o."""
+        """The per-layer mean of tail uploads: coordinates [o, end) over the senders with offset ≤ o.
+
+        Each stretch rescales its senders' weights to the round's total weight (1 for the
+        ``samples``/``uniform`` weightings, so the weights are renormalised over the senders;
+        importance weights of a client selection keep their unbiased total).
+        """
         size = like.numel()
         offsets = [size - reply.message[key].numel() for reply in replies]
+        weights = self.weights(replies).tolist()
+        total = sum(weights)
         starts = sorted(set(offsets))
         out = torch.zeros_like(like)
         for start, end in zip(starts, [*starts[1:], size], strict=True):
-            senders = [(o, r) for o, r in zip(offsets, replies, strict=True) if o <= start]
-            weights = self.weights([r for _, r in senders])
-            for w, (offset, reply) in zip(weights.tolist(), senders, strict=True):
-                scale = w if factor is None else w * factor(reply)
+            senders = [i for i, offset in enumerate(offsets) if offset <= start]
+            rescale = total / sum(weights[i] for i in senders)
+            for i in senders:
+                reply, offset = replies[i], offsets[i]
+                scale = weights[i] * rescale * (1.0 if factor is None else factor(reply))
                 out[start:end].add_(reply.message[key][start - offset : end - offset], alpha=scale)
         return out
 
