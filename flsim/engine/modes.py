@@ -55,9 +55,9 @@ def _local_coordinator(scenario: Scenario, task: Task, writer: Writer, progress:
 
 
 def _ray_coordinator(scenario: Scenario, task: Task, writer: Writer, progress: Progress) -> Any:
-    from flsim.backends.ray_events import RayEventCoordinator
+    from flsim.backends.ray_parallel_events import RayEventRunner
 
-    return RayEventCoordinator(scenario, task, writer, progress)
+    return RayEventRunner(scenario, task, writer, progress)  # backend.event_parallelism decides
 
 
 @dataclass(frozen=True)
