@@ -120,8 +120,11 @@ class RayPartExecutor:
                 self.pool.wait(gradients)
         self.pool.wait(gradients)
 
-    def models(self, t: float) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    def models(self, t: float) -> list[np.ndarray]:
         return self._all("models", t)
+
+    def averaged(self) -> list[np.ndarray | None]:
+        return self._all("averaged")
 
     def states(self) -> list[dict[str, np.ndarray]]:
         return self._all("state")

@@ -18,6 +18,7 @@ reference, and what the tests compare against), Ray actors in
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -53,8 +54,11 @@ class PartExecutor(Protocol):
     def run_sync(self, iterations: int) -> None:
         """``iterations`` split steps of a synchronous algorithm, in order."""
 
-    def models(self, t: float) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        """Per part: its nodes' models at ``t`` and running averages (see ``EventPart.models``)."""
+    def models(self, t: float) -> list[np.ndarray]:
+        """Per part: its nodes' models at ``t``."""
+
+    def averaged(self) -> list[np.ndarray | None]:
+        """Per part: its nodes' running averages (see ``EventPart.averaged``)."""
 
     def states(self) -> list[dict[str, np.ndarray]]: ...
 
@@ -89,8 +93,11 @@ class InProcessParts:
         for another in [True] * iterations + [False]:
             gradients = [part.sync(another, *gradients) for part in self.parts]
 
-    def models(self, t: float) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    def models(self, t: float) -> list[np.ndarray]:
         return [part.models(t) for part in self.parts]
+
+    def averaged(self) -> list[np.ndarray | None]:
+        return [part.averaged() for part in self.parts]
 
     def states(self) -> list[dict[str, np.ndarray]]:
         return [part.state() for part in self.parts]
@@ -122,26 +129,26 @@ class _Recorder:
         self.name, self.config, self.num_nodes = local.name, local.config, local.num_nodes
         self.state_fields = local.state_fields
         self.stats = ParallelStats()
-        self._averaged: np.ndarray | None = None
 
     def flush(self) -> None: ...
 
     def models_at(self, t: float) -> np.ndarray:
         """Every node's model at ``t``, gathered after the pending work (a barrier)."""
         self.flush()
-        gathered = self.executor.models(t)
-        models = np.empty((self.num_nodes, *gathered[0][0].shape[1:]))
-        averaged = None if gathered[0][1] is None else np.empty_like(models)
-        for nodes, (rows, averages) in zip(self.executor.owned, gathered, strict=True):
-            models[nodes] = rows
-            if averaged is not None:
-                averaged[nodes] = averages
-        self._averaged = averaged
-        return models
+        return self._assemble(self.executor.models(t))
 
     def averaged_models(self) -> np.ndarray | None:
-        """The averages gathered with the last :meth:`models_at` (``metrics_row`` asks right after)."""
-        return self._averaged
+        """Gathered only when asked: ``metrics_row`` needs them only when the optimum is known."""
+        self.flush()
+        parts = self.executor.averaged()
+        return None if parts[0] is None else self._assemble(parts)  # type: ignore[arg-type]
+
+    def _assemble(self, parts: list[np.ndarray]) -> np.ndarray:
+        """One (N × ...) array from every part's rows, in node order."""
+        out = np.empty((self.num_nodes, *parts[0].shape[1:]))
+        for nodes, rows in zip(self.executor.owned, parts, strict=True):
+            out[nodes] = rows
+        return out
 
     def state_dict(self) -> dict[str, np.ndarray]:
         self.flush()
@@ -237,6 +244,14 @@ class ParallelEventSimulation(EventSimulation):
         else:
             stand_in = PartitionedEvents(local, executor, owner)
         self.algorithm = stand_in
+
+    def metrics_row(self, t: float) -> dict[str, Any]:
+        """The row, with its wall time taken after the pending events ran (the sequential
+        engine applies them before it reads the clock)."""
+        self.algorithm.flush()  # type: ignore[attr-defined]
+        if hasattr(self, "_wall_start"):
+            self.counters.wall_time = time.perf_counter() - self._wall_start
+        return super().metrics_row(t)
 
     @property
     def stats(self) -> ParallelStats:

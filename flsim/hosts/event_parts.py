@@ -126,12 +126,16 @@ class EventPart:
         self.points = algorithm.gradient_points()
         return {node: algorithm.gradient(node, self.points[node]) for node in self.owned}
 
-    def models(self, t: float) -> tuple[np.ndarray, np.ndarray | None]:
-        """The owned nodes' models at ``t`` and their running averages (if kept)."""
+    def models(self, t: float) -> np.ndarray:
+        """The owned nodes' models at ``t``."""
         self._check()
-        models = self.algorithm.models_at(t)[self.owned]
+        return self.algorithm.models_at(t)[self.owned]
+
+    def averaged(self) -> np.ndarray | None:
+        """The owned nodes' running averages of their iterates, if the algorithm keeps them."""
+        self._check()
         averaged = self.algorithm.averaged_models()
-        return models, None if averaged is None else averaged[self.owned]
+        return None if averaged is None else averaged[self.owned]
 
     def state(self) -> dict[str, np.ndarray]:
         """The owned rows of every per-node field, and every shared field whole."""
