@@ -90,3 +90,39 @@ def test_frozen_layers_keep_their_weights_and_momentum():
             assert torch.equal(state[STATE_PREFIX + "momentum_buffer"][:head], before[:head])
             assert not torch.equal(state[STATE_PREFIX + "momentum_buffer"][head:], before[head:])
     assert frozen_rounds > 0
+
+
+def test_each_stretch_keeps_the_rounds_total_weight():
+    """Tails of lengths 6, 4 and 1 of a 6-vector: coordinates 0-1 come from client 0 alone, 2-4
+    from clients 0 and 1, 5 from all three; each stretch rescales its senders' weights to the
+    round's total, with FedBuff's per-reply factor on top, and importance weights (sum ≠ 1) keep
+    their total."""
+    from flsim.algorithms.base import Reply
+    from flsim.algorithms.fedavg import FedAvg
+
+    cfg = FedAvg.Config.model_validate({"name": "fedavg", "weighting": "uniform"})
+    algorithm = FedAvg(cfg, 3, [10, 20, 30])
+    tails = [torch.arange(1.0, 7.0), 10 * torch.ones(4), torch.tensor([100.0])]
+    replies = [Reply(i, {"delta": t}, 10, 1, 1, 4 * t.numel()) for i, t in enumerate(tails)]
+    like = torch.zeros(6)
+    factors = {0: 1.0, 1: 0.5, 2: 0.25}
+    out = algorithm.weighted_mean(replies, "delta", like=like, factor=lambda r: factors[r.client])
+    w = [1 / 3, 1 / 3, 1 / 3]
+    expected = torch.tensor(
+        [
+            1.0 * 1.0,
+            2.0 * 1.0,
+            (3.0 * 1.0 + 10 * 0.5) * (w[0] / (w[0] + w[1])),
+            (4.0 * 1.0 + 10 * 0.5) * (w[0] / (w[0] + w[1])),
+            (5.0 * 1.0 + 10 * 0.5) * (w[0] / (w[0] + w[1])),
+            (6.0 * 1.0 + 10 * 0.5 + 100 * 0.25) / 3,
+        ]
+    )
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=0)
+    for reply, weight in zip(replies, [0.6, 0.3, 0.3], strict=True):
+        reply.weight = weight  # a client selection's importance weights: total 1.2
+    out = algorithm.weighted_mean(replies, "delta", like=like)
+    head = 1.2 * torch.arange(1.0, 3.0)
+    middle = 1.2 * (0.6 * torch.arange(3.0, 6.0) + 0.3 * 10) / 0.9
+    last = torch.tensor([0.6 * 6.0 + 0.3 * 10 + 0.3 * 100])
+    torch.testing.assert_close(out, torch.cat([head, middle, last]), rtol=1e-6, atol=0)
