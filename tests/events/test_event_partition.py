@@ -1,0 +1,201 @@
+"""Parallel event runs without Ray: the partition, the level plan, and bit-identity in process.
+
+The level plan is checked symbolically: every node's state is the tuple of events applied
+to it, parts exchange those tuples exactly as the executors exchange node states, and each
+event must see the same inputs as in the sequential order. The in-process executor then
+runs the real algorithms and must reproduce the sequential engine's rows bit for bit.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from flsim.hosts.event_host import EventSimulation
+from flsim.hosts.event_parallel import InProcessParts, ParallelEventSimulation, plan_partition
+from flsim.hosts.event_partition import (
+    LevelPlan,
+    cross_fraction,
+    cut_edges,
+    partition_nodes,
+    plan_levels,
+)
+from flsim.hosts.sinks import RowCollector, Silent
+from flsim.rng import numpy_rng
+from flsim.scenario import load_scenario
+from flsim.tasks import build_task
+from tests.builders import make_ridge
+
+
+def _edges(graph: nx.Graph) -> list[tuple[int, int]]:
+    return [(int(i), int(j)) for i, j in graph.edges]
+
+
+@pytest.mark.parametrize(
+    ("graph", "parts", "best_cut"),
+    [
+        (nx.cycle_graph(12), 2, 2),
+        (nx.cycle_graph(12), 3, 3),
+        (nx.convert_node_labels_to_integers(nx.grid_2d_graph(4, 8, periodic=True)), 2, 8),
+    ],
+    ids=["ring-2", "ring-3", "torus4x8-2"],
+)
+def test_partition_is_balanced_and_finds_the_minimum_cut(graph, parts, best_cut):
+    edges = _edges(graph)
+    owner = partition_nodes(graph.number_of_nodes(), edges, [1.0] * len(edges), parts)
+    sizes = [owner.count(p) for p in range(parts)]
+    assert max(sizes) - min(sizes) <= 1 and sum(sizes) == graph.number_of_nodes()
+    assert len(cut_edges(edges, owner)) == best_cut
+    assert owner == partition_nodes(graph.number_of_nodes(), edges, [1.0] * len(edges), parts)
+
+
+def test_partition_weighs_edges_by_rate():
+    """Two triangles joined by two bridges: the fast bridge stays inside a part."""
+    edges = [(0, 1), (1, 2), (0, 2), (3, 4), (4, 5), (3, 5), (2, 3), (0, 5)]
+    rates = [1.0] * 6 + [50.0, 1.0]
+    owner = partition_nodes(6, edges, rates, 2)
+    assert owner.count(0) == 3
+    cut = cut_edges(edges, owner)
+    expected = sum(rates[k] for k in cut) / (6.0 + sum(rates))
+    assert cross_fraction(edges, rates, owner, 6.0) == pytest.approx(expected)
+    # The triangles split as they are would cut 51; {1, 2, 3} | {0, 4, 5} cuts four slow edges.
+    assert 6 not in cut and sum(rates[k] for k in cut) == 4.0
+
+
+def _random_events(count: int, num_nodes: int, edges: list[tuple[int, int]]) -> list[tuple[float, int, int]]:
+    rng = numpy_rng(0, "test.events")
+    out = []
+    for k in range(count):
+        if rng.random() < 0.4:
+            out.append((float(k), int(rng.integers(num_nodes)), -1))
+        else:
+            i, j = edges[int(rng.integers(len(edges)))]
+            out.append((float(k), i, j))
+    return out
+
+
+def _execute_symbolically(plan: LevelPlan, owner: list[int], parts: int, num_nodes: int) -> dict:
+    """Run the plan on node 'states' that are tuples of applied events; record each event's inputs."""
+    replicas = [{v: () for v in range(num_nodes)} for _ in range(parts)]
+    seen: dict[tuple, tuple] = {}
+
+    def apply(replica, event):
+        _, i, j = event
+        nodes = (i,) if j < 0 else (i, j)
+        inputs = tuple(replica[v] for v in nodes)
+        assert seen.setdefault(event, inputs) == inputs  # both sides of a cross event agree
+        for v in nodes:
+            replica[v] = replica[v] + (event,)
+
+    outputs: list[dict] = [{} for _ in range(parts)]
+    for calls, senders in zip(plan.calls, plan.senders, strict=True):
+        previous, outputs = outputs, [{} for _ in range(parts)]
+        for p, call in enumerate(calls):
+            if not call:
+                continue
+            received = {}
+            for q in senders[p]:
+                received.update(previous[q])
+            for event in call.imports:
+                _, i, j = event
+                remote = j if owner[i] == p else i
+                replicas[p][remote] = received[remote]
+                apply(replicas[p], event)
+            for event in call.events:
+                apply(replicas[p], event)
+            outputs[p] = {v: replicas[p][v] for v in call.exports}
+    return {"inputs": seen, "final": {v: replicas[owner[v]][v] for v in range(num_nodes)}}
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_level_plan_gives_every_event_its_sequential_inputs(parts):
+    graph = nx.convert_node_labels_to_integers(nx.grid_2d_graph(3, 4))
+    edges, n = _edges(graph), graph.number_of_nodes()
+    owner = partition_nodes(n, edges, [1.0] * len(edges), parts)
+    events = _random_events(600, n, edges)
+    plan = plan_levels(events, owner, parts)
+
+    sequential = {v: () for v in range(n)}
+    expected_inputs = {}
+    for event in events:
+        _, i, j = event
+        nodes = (i,) if j < 0 else (i, j)
+        expected_inputs[event] = tuple(sequential[v] for v in nodes)
+        for v in nodes:
+            sequential[v] = sequential[v] + (event,)
+
+    result = _execute_symbolically(plan, owner, parts, n)
+    assert result["final"] == sequential
+    assert {e: result["inputs"][e] for e in events} == expected_inputs
+    crossing = sum(1 for _, i, j in events if j >= 0 and owner[i] != owner[j])
+    assert plan.cross_events == crossing
+    assert 1 < len(plan.calls) <= crossing + 1  # levels: more than one, at most one per cross event
+    applied = sorted(e for level in plan.calls for call in level for e in call.events)
+    imported = sorted(e for level in plan.calls for call in level for e in call.imports)
+    assert len(applied) == len(events) - crossing and len(imported) == 2 * crossing
+
+
+def _scenario(algorithm: str, topology: dict, rates: str, **updates):
+    params = {"name": algorithm, **({"batch_size": 4} if algorithm == "async_gossip_sgd" else {})}
+    raw = make_ridge(params, topology={**topology, "rates": rates}, **updates)
+    raw["task"]["num_clients"] = 9
+    return load_scenario(raw)
+
+
+def _sequential_and_parallel(scenario, parts: int):
+    task = build_task(scenario.task, scenario.seed)
+    sequential = EventSimulation(scenario, task, RowCollector(), Silent())
+    sequential.run()
+    owner, _ = plan_partition(sequential, parts)
+    executor = InProcessParts(scenario, task, owner, parts)
+    parallel = ParallelEventSimulation(scenario, task, RowCollector(), Silent(), executor, owner)
+    parallel.run()
+    return sequential, parallel
+
+
+def _rows(simulation):
+    return [{k: v for k, v in row.items() if k != "wall_time"} for row in simulation.writer.rows]
+
+
+GRAPHS = {
+    "ring": {"kind": "ring"},
+    "grid": {"kind": "grid", "params": {"rows": 3, "cols": 3}},
+    "geometric": {"kind": "geometric", "params": {"radius": 0.6}},
+}
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+@pytest.mark.parametrize("rates", ["uniform", pytest.param("sdp", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("graph", sorted(GRAPHS))
+@pytest.mark.parametrize("algorithm", ["dadao", "async_gossip_sgd", "adom_plus"])
+def test_parallel_parts_reproduce_the_sequential_engine_bit_for_bit(algorithm, graph, rates, parts):
+    sequential, parallel = _sequential_and_parallel(_scenario(algorithm, GRAPHS[graph], rates), parts)
+    assert _rows(parallel) == _rows(sequential)
+    final_parallel = parallel.checkpoint_state()["algorithm"]
+    for name, value in sequential.algorithm.state_dict().items():
+        np.testing.assert_array_equal(final_parallel[name], value, err_msg=name)
+    if not sequential.algorithm.synchronous:
+        assert 0 < parallel.stats.cross_events < parallel.stats.events
+
+
+def test_a_sequential_checkpoint_resumes_in_parallel_to_the_same_rows():
+    """Checkpoints are the sequential engine's: a parallel run continues a sequential one."""
+    scenario = _scenario("dadao", GRAPHS["ring"], "uniform", checkpoint={"every": 1})
+    task = build_task(scenario.task, scenario.seed)
+    saved: list[dict] = []
+
+    class Keeper(RowCollector):
+        def save_checkpoint(self, state):
+            saved.append(state)
+
+    reference = EventSimulation(scenario, task, Keeper(), Silent())
+    reference.run()
+    assert saved, "no checkpoint was taken"
+    owner, _ = plan_partition(reference, 2)
+    resumed = ParallelEventSimulation(
+        scenario, task, RowCollector(), Silent(), InProcessParts(scenario, task, owner, 2), owner
+    )
+    resumed.restore(saved[0])
+    resumed.run()
+    assert _rows(resumed) == _rows(reference)
