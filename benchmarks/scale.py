@@ -18,9 +18,12 @@ is downloaded), which is what a pooled dataset of 10⁴ clients needs.
     python -m benchmarks.scale --dataset synthetic_leaf --sizes 1000 10000
     python -m benchmarks.scale --dataset mnist_idx --sizes 1000 10000
     python -m benchmarks.scale --memory [--population 100000] [--cache-clients 1000]
+    python -m benchmarks.scale --optimum [--population 100000] [--repeat 1]
 
 ``--memory`` runs the same scenario for 100 and for 1,000 rounds with a client cache smaller
 than the population and prints both peak RSS values and their ratio (goal: ≤ 1.10).
+``--optimum`` times the linreg optimum's streamed pass with one generator built per client
+(as before block seeding) and with block-seeded chunks, interleaved, and prints the ratio.
 """
 
 from __future__ import annotations
@@ -151,6 +154,41 @@ def memory_check(population: int, cache_clients: int) -> None:
     print(f"peak after 1000 / after 100 rounds: {peaks[1000] / peaks[100]:.3f} (goal <= 1.10)")
 
 
+def optimum_pass(population: int, repeat: int) -> None:
+    """The streamed optimum's pass over ``population`` linreg clients two ways, interleaved:
+    each client's rows from its own ``numpy_rng`` (the pass before block seeding) and from
+    block-seeded chunks (``_LinregSpec.chunk``); both must give the same statistics."""
+    from flsim.config.schema import TaskConfig
+    from flsim.hosts.client_host import configure_torch
+    from flsim.tasks import convex
+    from flsim.tasks.streamed import LeastSquaresStats
+
+    configure_torch(1)
+    cfg = TaskConfig(
+        dataset="linreg", num_clients=population, dataset_params={"dim": 50, "samples_per_client": 20}
+    )
+    spec = convex._linreg_spec(cfg, 0)[0]
+
+    def per_client(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        parts = [spec.train(i) for i in range(start, stop)]
+        return np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts])
+
+    best: dict[str, float] = {}
+    grams = {}
+    for _ in range(repeat):
+        for label, chunk in (("per-client streams", per_client), ("block-seeded chunks", spec.chunk)):
+            start = time.perf_counter()
+            stats = LeastSquaresStats(50).add_chunks(convex._client_chunks(population, chunk))
+            best[label] = min(best.get(label, float("inf")), time.perf_counter() - start)
+            grams[label] = stats.gram
+    assert np.array_equal(*grams.values()), "the two passes disagree"
+    base = best["per-client streams"]
+    print(f"streamed linreg optimum pass over {population} clients (dim 50, 20 rows), best of {repeat}")
+    for label, seconds in best.items():
+        per_client_us = 1e6 * seconds / population
+        print(f"{label:>20}: {seconds:7.2f} s  {per_client_us:6.1f} us/client  {base / seconds:5.2f}x")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10**3, 10**4, 10**5, 10**6])
@@ -161,10 +199,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory", action="store_true", help="peak RSS after 100 vs 1000 rounds")
     parser.add_argument("--population", type=int, default=100_000)
     parser.add_argument("--cache-clients", type=int, default=1000)
+    parser.add_argument("--optimum", action="store_true", help="time the streamed optimum pass, old vs new")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(measure_one(json.loads(args.child))))
+    elif args.optimum:
+        optimum_pass(args.population, args.repeat)
     elif args.memory:
         memory_check(args.population, args.cache_clients)
     else:
