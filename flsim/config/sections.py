@@ -35,7 +35,8 @@ ScenarioCheck = Callable[["Scenario"], None]
 
 #: The checks each scenario kind must go through after the schema, in this order, so that of
 #: several errors the same one is reported first. Checks registered under other names (a
-#: feature's or a plugin's) run after these, in the order they were registered.
+#: feature's or a plugin's) run after these, by name: import order never changes which error
+#: a scenario reports.
 REQUIRED_CHECKS: dict[str, tuple[str, ...]] = {
     "federated": ("algorithm", "task", "mode", "topology"),
     "study": ("study",),
@@ -67,9 +68,17 @@ def register_section(name: str, model: type[BaseModel]) -> None:
 def register_check(name: str, check: ScenarioCheck, kinds: tuple[str, ...] = ("federated",)) -> None:
     """Run ``check`` on every validated scenario whose ``kind`` is in ``kinds``.
 
-    Registering a name again replaces its check, so re-importing a module is harmless.
+    A name has one owner: the same function registered again (a module reloaded) replaces
+    itself, another function under a taken name is refused.
     """
+    taken = _CHECKS.get(name)
+    if taken is not None and _origin(taken.check) != _origin(check):
+        raise ValueError(f"scenario check {name!r} is registered by {'.'.join(_origin(taken.check))} already")
     _CHECKS[name] = _Check(name, check, kinds)
+
+
+def _origin(function: ScenarioCheck) -> tuple[str, str]:
+    return (getattr(function, "__module__", "?"), getattr(function, "__qualname__", "?"))
 
 
 def section_model(name: str) -> type[BaseModel]:
@@ -95,7 +104,7 @@ def parse_section(name: str, value: Any, optional: bool = False) -> BaseModel | 
 
 
 def run_checks(scenario: Scenario) -> None:
-    """Run the required checks of the scenario's kind in order, then every other one."""
+    """Run the required checks of the scenario's kind in order, then every other one by name."""
     required = REQUIRED_CHECKS.get(scenario.kind, ())
     missing = [name for name in required if name not in _CHECKS]
     if missing:
@@ -103,7 +112,7 @@ def run_checks(scenario: Scenario) -> None:
             f"no part registered the scenario check(s) {missing}: load scenarios through "
             "flsim.scenario.load_scenario, which imports the parts first"
         )
-    extra = [name for name in _CHECKS if name not in required]
+    extra = sorted(name for name in _CHECKS if name not in required)
     for name in [*required, *extra]:
         if scenario.kind in _CHECKS[name].kinds:
             _CHECKS[name].check(scenario)

@@ -90,16 +90,29 @@ def registry(monkeypatch):
     monkeypatch.setattr(sections, "REQUIRED_CHECKS", {"federated": ("b", "a"), "study": ()})
 
 
-def test_checks_run_required_first_in_the_fixed_order_then_others_by_registration(registry):
+def test_checks_run_required_first_in_the_fixed_order_then_the_others_by_name(registry):
     ran = []
-    for name in ("late", "a", "b", "later"):
+    for name in ("zeta", "a", "b", "alpha"):  # registration order must not matter
         sections.register_check(name, lambda s, name=name: ran.append(name))
     sections.register_check("study_only", lambda s: ran.append("study_only"), kinds=("study",))
     sections.run_checks(Scenario.model_construct(kind="federated"))
-    assert ran == ["b", "a", "late", "later"]
+    assert ran == ["b", "a", "alpha", "zeta"]
     ran.clear()
     sections.run_checks(Scenario.model_construct(kind="study"))
     assert ran == ["study_only"]
+
+
+def test_a_check_name_has_one_owner(registry):
+    def mine(scenario):
+        return None
+
+    def other(scenario):
+        return None
+
+    sections.register_check("mine", mine)
+    sections.register_check("mine", mine)  # the same function again (a reload): harmless
+    with pytest.raises(ValueError, match=r"'mine' is registered by .*mine already"):
+        sections.register_check("mine", other)
 
 
 def test_a_missing_required_check_is_a_programming_error_not_a_pass(registry):
