@@ -16,6 +16,7 @@ optimizer bit for bit.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,10 +40,7 @@ class Block:
 
     @property
     def numel(self) -> int:
-        n = 1
-        for size in self.shape:
-            n *= size
-        return n
+        return math.prod(self.shape)
 
 
 @dataclass(frozen=True)
@@ -112,7 +110,6 @@ class FlatOptimizer:
         aux: AuxRule | None = None,
         matrix_view: bool = False,
     ) -> None:
-        self.y = y
         self.layout = layout
         self.params: list[Tensor] = []
         for block in layout.blocks:
