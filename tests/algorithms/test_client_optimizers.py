@@ -265,7 +265,7 @@ def test_drop_muon_is_not_combined_with_compression():
 
 def test_the_docs_table_lists_what_each_algorithm_accepts():
     """docs/client_optimizers.md's table is the registry's ``client_optimizers``, row by row."""
-    text = (ROOT / "docs" / "client_optimizers.md").read_text()
+    text = (ROOT / "docs/client_optimizers.md").read_text()
     rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|", text, flags=re.MULTILINE))
     for name, algorithm in REGISTRY.items():
         if not algorithm.__module__.startswith("flsim."):
