@@ -356,7 +356,9 @@ def pooled_clients(x: np.ndarray, y: np.ndarray, parts: list[np.ndarray]) -> Laz
 
     The partition is kept as one array of sample ids in client order and N + 1 offsets (not N
     arrays, nor N copies of the samples); client k's shard is ``x[ids[o_k:o_{k+1}]]``, built on
-    demand into the bounded client cache, the same arrays the eager copy held.
+    demand into the client cache, the same arrays the eager copy held. The cache is unbounded
+    unless ``backend.client_cache_*`` says otherwise: it then holds at most one copy of the
+    training pool, as the eager build did, and a run never re-gathers a client.
     """
     sizes = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
     offsets = np.concatenate([[0], np.cumsum(sizes)])
@@ -366,7 +368,7 @@ def pooled_clients(x: np.ndarray, y: np.ndarray, parts: list[np.ndarray]) -> Laz
         rows = ids[offsets[k] : offsets[k + 1]]
         return Shard(to_tensor(x[rows]), to_tensor(y[rows]))
 
-    return LazyClients(len(parts), build, sizes.tolist)
+    return LazyClients(len(parts), build, sizes.tolist, max_bytes=None)
 
 
 def build_digits(cfg: TaskConfig, seed: int) -> Task:
