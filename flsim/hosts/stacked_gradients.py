@@ -19,6 +19,7 @@ no such form here; the host then runs its clients one after another.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -49,6 +50,30 @@ LOSSES = (nn.CrossEntropyLoss, nn.MSELoss)
 
 def stacked_gradient(objective: Objective) -> StackedGradient | str:
     """The stacked gradient of ``objective``, or why it has none (a sentence for the log)."""
+    found = _stacked_gradient(objective)
+    return found if isinstance(found, str) else _never_one_row(found)
+
+
+def _never_one_row(gradient: StackedGradient) -> StackedGradient:
+    """A stack of one client runs as two copies of its row.
+
+    PyTorch hands a batched product with a batch of one to its plain matrix kernels (a
+    matrix-vector kernel when the minibatch is one sample), which round differently from the
+    batched ones: a client alone in its stack (its host's only client of that shard size)
+    would then get other bits than in a larger stack.
+    """
+
+    def guarded(params: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        if params.shape[0] != 1:
+            return gradient(params, x, y)
+        return gradient(
+            params.expand(2, -1).contiguous(), x.expand(2, *x.shape[1:]), y.expand(2, *y.shape[1:])
+        )[:1]
+
+    return guarded
+
+
+def _stacked_gradient(objective: Objective) -> StackedGradient | str:
     if isinstance(objective, LeastSquaresObjective | LogisticObjective):
         return _linear_model_gradient(objective)
     if not isinstance(objective, ModuleObjective):
@@ -81,9 +106,11 @@ def _linear_model_gradient(objective: LeastSquaresObjective | LogisticObjective)
     l2 = objective.l2
 
     def gradient(params: Tensor, x: Tensor, y: Tensor) -> Tensor:
-        logits = torch.stack([torch.mv(a, p) for a, p in zip(x.unbind(0), params.unbind(0), strict=True)])
+        x = rows_aligned(x)
+        rows = zip(x.unbind(0), rows_aligned(params).unbind(0), strict=True)
+        logits = torch.stack([torch.mv(a, p) for a, p in rows])
         residual = torch.sigmoid(logits) - y if logistic else logits - y
-        out = torch.bmm(x.transpose(1, 2), residual[:, :, None])[:, :, 0] / x.shape[1]
+        out = product(x.transpose(1, 2), rows_aligned(residual[:, :, None]))[:, :, 0] / x.shape[1]
         return out + l2 * params if l2 else out
 
     return gradient
@@ -114,35 +141,64 @@ def _linear_relu_layers(module: nn.Module) -> list[nn.Linear] | None:
 def _mlp_gradient(objective: ModuleObjective, layers: list[nn.Linear]) -> StackedGradient:
     """Forward and backward of Linear-ReLU-...-Linear + cross-entropy/MSE as batched matmuls.
 
-    With h_0 = x, z_l = h_{l−1} W_lᵀ + b_l, h_l = relu(z_l): δ_L = ∂loss/∂z_L (softmax − onehot,
-    or 2(z − y), over the batch size B), ∂W_l = δ_lᵀ h_{l−1}, ∂b_l = Σ_rows δ_l and
-    δ_{l−1} = (δ_l W_l) ⊙ [z_{l−1} > 0].
+    Activations are kept feature-major, [K, features, B]: with h_0 = xᵀ, z_l = W_l h_{l−1} + b_l
+    and h_l = relu(z_l), δ_L = ∂loss/∂z_L (softmax − onehot, or 2(z − y), over the batch size
+    B), ∂W_l = δ_l h_{l−1}ᵀ, ∂b_l = Σ_samples δ_l and δ_{l−1} = W_lᵀ δ_l ⊙ [z_{l−1} > 0]. In that
+    layout the softmax runs over a middle dimension, which PyTorch's CPU kernel does about
+    thirty times faster than over a short last one (10 classes).
     """
     shapes = [(layer.out_features, layer.in_features) for layer in layers]
     sizes = [n for out, inp in shapes for n in (out * inp, out)]
     classify = isinstance(objective.loss_fn, nn.CrossEntropyLoss)
 
     def gradient(params: Tensor, x: Tensor, y: Tensor) -> Tensor:
-        rows = x.shape[1]
-        grads = torch.empty_like(params)
-        weights = _as_layers(params, shapes, sizes)
-        grad_views = _as_layers(grads, shapes, sizes)
-        inputs, pre = [x], []
+        weights = _as_layers(rows_aligned(params), shapes, sizes)
+        inputs, pre = [rows_aligned(x).transpose(1, 2)], []
         for index, (w, b) in enumerate(weights):
-            z = torch.baddbmm(b[:, None, :], inputs[-1], w.transpose(1, 2))
+            z = product(w, inputs[-1], bias=b[:, :, None])
             pre.append(z)
             if index < len(weights) - 1:
-                inputs.append(z.clamp_min(0))
-        delta = _output_delta(pre[-1], y, classify, rows)
+                inputs.append(torch.clamp_min(z, 0, out=aligned_empty(z.shape, z.dtype)))
+        delta = rows_aligned(_output_delta(pre[-1], y, classify, x.shape[1]))
+        parts: list[Tensor] = []
         for index in range(len(weights) - 1, -1, -1):
-            gw, gb = grad_views[index]
-            torch.bmm(delta.transpose(1, 2), inputs[index], out=gw)
-            torch.sum(delta, dim=1, out=gb)
+            # Fresh outputs, joined once at the end: a product written through ``out=`` into a
+            # strided view of the [K, D] stack rounds differently with the number of rows.
+            parts += [delta.sum(dim=2), product(delta, inputs[index].transpose(1, 2)).flatten(1)]
             if index:
-                delta = torch.bmm(delta, weights[index][0]).mul_(pre[index - 1] > 0)
-        return grads
+                delta = product(weights[index][0].transpose(1, 2), delta).mul_(pre[index - 1] > 0)
+        return torch.cat(parts[::-1], dim=1)
 
     return gradient
+
+
+def aligned_empty(shape: torch.Size | tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """An empty [K, ...] stack whose every client's slice starts on a 64-byte boundary.
+
+    MKL's matrix products take other paths, and round differently, when an operand or the
+    output starts off a 16-byte boundary. In a plain [K, ...] stack client r's slice lies at
+    r times the slice size, so its product would depend on its position in the stack (and on
+    the host's share of the round). Padding every slice to a multiple of 64 bytes (CPU
+    tensors start 64-byte aligned) gives each client the same alignment in any stack.
+    """
+    count = math.prod(shape[1:])
+    size = torch.empty(0, dtype=dtype).element_size()
+    per_row = -(-count * size // 64) * 64 // size
+    return torch.empty(shape[0], per_row, dtype=dtype)[:, :count].view(shape)
+
+
+def rows_aligned(stack: Tensor) -> Tensor:
+    """``stack`` laid out as :func:`aligned_empty` lays it out (itself when it already is)."""
+    size = stack[0].numel() * stack.element_size()
+    if stack.is_contiguous() and size % 64 == 0 and stack.data_ptr() % 64 == 0:
+        return stack
+    return aligned_empty(stack.shape, stack.dtype).copy_(stack)
+
+
+def product(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
+    """[K, m, k] @ [K, k, n] (+ bias) into an aligned output; ``a`` and ``b`` come aligned."""
+    out = aligned_empty((a.shape[0], a.shape[1], b.shape[2]), a.dtype)
+    return torch.bmm(a, b, out=out) if bias is None else torch.baddbmm(bias, a, b, out=out)
 
 
 def _as_layers(flat: Tensor, shapes: list[tuple[int, int]], sizes: list[int]) -> list[tuple[Tensor, Tensor]]:
@@ -152,12 +208,13 @@ def _as_layers(flat: Tensor, shapes: list[tuple[int, int]], sizes: list[int]) ->
 
 
 def _output_delta(logits: Tensor, y: Tensor, classify: bool, rows: int) -> Tensor:
-    """∂(mean loss)/∂logits: (softmax − onehot)/B for cross-entropy, 2(z − y)/B for MSE."""
+    """∂(mean loss)/∂logits, feature-major [K, out, B]: (softmax − onehot)/B for cross-entropy,
+    2(z − y)/B for MSE."""
     if classify:
-        delta = torch.softmax(logits, dim=2)
-        delta.scatter_add_(2, y[:, :, None], torch.full_like(delta[:, :, :1], -1.0))
+        delta = torch.softmax(logits, dim=1)
+        delta.scatter_add_(1, y[:, None, :], torch.full_like(delta[:, :1, :], -1.0))
         return delta.div_(rows)
-    return (logits - y[:, :, None].to(logits.dtype)).mul_(2.0 / rows)
+    return (logits - y[:, None, :].to(logits.dtype)).mul_(2.0 / rows)
 
 
 # --------------------------------------------------------------------------- torch.func

@@ -179,13 +179,19 @@ class VectorizedClients:
             def batch(step: int) -> StackedBatch:
                 return whole
         else:
-            rows = torch.arange(len(group.clients))[:, None]
-            shuffles = torch.stack(group.shuffles)
+            # Row r's sample j is entry r·n + j of the flattened stack: one index_select a step.
+            offsets = torch.arange(len(group.clients))[:, None] * group.size
+            flat = torch.stack(group.shuffles).add_(offsets)
             slices = step_slices(group.size, group.batch_size, group.steps)
+            all_x, all_y = features.flatten(0, 1), targets.flatten(0, 1)
 
             def batch(step: int) -> StackedBatch:
-                index = shuffles[:, slices[step]]
-                return StackedBatch(features[rows, index], targets[rows, index])
+                index = flat[:, slices[step]]
+                pick = index.reshape(-1)
+                return StackedBatch(
+                    all_x.index_select(0, pick).view(*index.shape, *all_x.shape[1:]),
+                    all_y.index_select(0, pick).view(index.shape),
+                )
 
         unit = group.size if group.batch_size is None else group.batch_size
         return BatchedContext(
