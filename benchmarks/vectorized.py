@@ -7,7 +7,10 @@ docs/vectorized.md). Printed per K: best-of-``repeats`` seconds of both rounds, 
 and the largest difference of the client deltas relative to the largest delta
 (floating-point reassociation only; the tests allow 1e-5).
 
-    python -m benchmarks.vectorized [--ks 10 100 1000] [--repeats 3]
+A second table times small rounds of cheap clients, where the loop can win: the measured
+crossover sets ``AUTO_MIN_CLIENTS``, from which ``backend.vectorize: auto`` batches.
+
+    python -m benchmarks.vectorized [--ks 10 100 1000] [--repeats 3] [--small-ks 1 2 4 6 8 16]
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import torch
 from torch import nn
 
 from flsim.algorithms.base import Reply
-from flsim.hosts.client_host import ClientHost
+from flsim.hosts.client_host import ClientHost, initial_model
+from flsim.hosts.vectorized import AUTO_MIN_CLIENTS
 from flsim.rng import torch_rng
 from flsim.scenario import load_scenario
 from flsim.tasks.base import ModuleObjective, Shard, Task
@@ -85,10 +89,52 @@ def time_round(k: int, algorithm: str, repeats: int) -> tuple[dict[str, float], 
     return best, float((batched - loop).abs().max()) / scale
 
 
+def small_rounds(ks: list[int], repeats: int) -> None:
+    """Where batching starts to pay: ``linreg`` (dim 50, 20 samples a client, 10 steps of batch
+    8), the task whose clients are cheapest, so the stacks' fixed costs weigh most; and
+    ``digits`` with an MLP 64-16-10 (10 steps of batch 16). ``auto`` batches from
+    ``AUTO_MIN_CLIENTS`` clients a round on, chosen from this table."""
+    cases = {
+        "linreg": {
+            "task": {
+                "dataset": "linreg",
+                "num_clients": 32,
+                "dataset_params": {"dim": 50, "samples_per_client": 20},
+            },
+            "algorithm": {"name": "fedavg", "lr": 0.01, "local_steps": 10, "batch_size": 8},
+        },
+        "digits mlp": {
+            "task": {"dataset": "digits", "num_clients": 32, "model": {"name": "mlp", "hidden": [16]}},
+            "algorithm": {"name": "fedavg", "lr": 0.1, "local_steps": 10, "batch_size": 16},
+        },
+    }
+    print(f"\nsmall rounds (auto batches from {AUTO_MIN_CLIENTS} clients a round), best of {repeats}")
+    print(" ".join(f"{h:>12}" for h in ["task", "K", "loop s", "batched s", "loop/batched"]))
+    for name, case in cases.items():
+        for k in ks:
+            best = {}
+            for mode in ("off", "on"):
+                raw = {"name": "bench_small", "seed": SEED, **case, "clients_per_round": k}
+                host = ClientHost(load_scenario({**raw, "backend": {"vectorize": mode}}))
+                message = host.algorithm.broadcast(
+                    host.algorithm.init_server(initial_model(host.scenario, host.task)), 0
+                )
+                host.run_clients(message, list(range(k)), 0)  # warm-up
+                times = []
+                for repeat in range(repeats):
+                    start = time.perf_counter()
+                    host.run_clients(message, list(range(k)), repeat + 1)
+                    times.append(time.perf_counter() - start)
+                best[mode] = min(times)
+            cells = [name, k, f"{best['off']:.5f}", f"{best['on']:.5f}", f"{best['off'] / best['on']:.2f}"]
+            print(" ".join(f"{c:>12}" for c in cells), flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ks", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--small-ks", type=int, nargs="*", default=[1, 2, 4, 6, 8, 16])
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     print(
@@ -109,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"{rel:.2e}",
             ]
             print(" ".join(f"{c:>12}" for c in cells), flush=True)
+    if args.small_ks:
+        small_rounds(args.small_ks, max(args.repeats, 5))
 
 
 if __name__ == "__main__":

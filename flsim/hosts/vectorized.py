@@ -41,9 +41,11 @@ from flsim.tasks.base import Shard, Task
 
 logger = logging.getLogger(__name__)
 
-#: ``auto`` batches rounds of at least this many expected participants; below it the loop
-#: is as fast (measured with ``python -m benchmarks.vectorized``, docs/vectorized.md).
-AUTO_MIN_CLIENTS = 2
+#: ``auto`` batches rounds of at least this many expected participants. Below it the loop
+#: can be faster: on linreg (the cheapest clients) the two break even at 4 clients a round
+#: and batching is ~1.3x faster at 6; an MLP gains from 2 on (``python -m
+#: benchmarks.vectorized``, second table; docs/vectorized.md).
+AUTO_MIN_CLIENTS = 6
 
 
 def vectorize_reason(scenario: Scenario, algorithm: object, task: Task) -> str | StackedGradient:

@@ -20,6 +20,7 @@ from flsim.hosts.batch_indices import epoch_shuffles, step_slices
 from flsim.hosts.client_host import ClientHost, initial_model
 from flsim.hosts.node_host import NodeHost
 from flsim.hosts.stacked_gradients import stacked_gradient
+from flsim.hosts.vectorized import AUTO_MIN_CLIENTS
 from flsim.rng import torch_rng
 from flsim.scenario import load_scenario
 from flsim.tasks.base import ModuleObjective, Shard
@@ -276,3 +277,11 @@ def test_the_benchmark_times_the_same_round_both_ways(algorithm):
     """benchmarks.vectorized compares the engine's loop and batched rounds on the same clients."""
     _, rel = time_round(6, algorithm, repeats=1)
     assert rel <= 1e-5
+
+
+def test_auto_batches_rounds_from_the_measured_size_on(caplog):
+    with caplog.at_level(logging.INFO, logger="flsim.hosts.vectorized"):
+        small = ClientHost(load_scenario(tiny_digits(clients_per_round=AUTO_MIN_CLIENTS - 1)))
+    large = ClientHost(load_scenario(tiny_digits(clients_per_round=AUTO_MIN_CLIENTS)))
+    assert small.vectorized is None and large.vectorized is not None
+    assert any("fewer than the" in r.getMessage() for r in caplog.records)
