@@ -49,7 +49,6 @@ class SectionNotRegistered(RuntimeError):
 
 @dataclass(frozen=True)
 class _Check:
-    name: str
     check: ScenarioCheck
     kinds: tuple[str, ...]
 
@@ -74,7 +73,7 @@ def register_check(name: str, check: ScenarioCheck, kinds: tuple[str, ...] = ("f
     taken = _CHECKS.get(name)
     if taken is not None and _origin(taken.check) != _origin(check):
         raise ValueError(f"scenario check {name!r} is registered by {'.'.join(_origin(taken.check))} already")
-    _CHECKS[name] = _Check(name, check, kinds)
+    _CHECKS[name] = _Check(check, kinds)
 
 
 def _origin(function: ScenarioCheck) -> tuple[str, str]:
