@@ -99,18 +99,23 @@ class RayPartExecutor:
         self._all("reset")
 
     def run_levels(self, plan: LevelPlan) -> None:
+        """Submit every level's calls without waiting between levels; an actor runs its calls
+        in order, so waiting for each actor's latest call waits for all of them."""
         parts = len(self.owned)
         outputs: list[Any] = [None] * parts
-        latest: list[Any] = []
+        latest: dict[int, Any] = {}
+        waited: list[Any] = []
         for level, (calls, senders) in enumerate(zip(plan.calls, plan.senders, strict=True)):
             previous, outputs = outputs, [None] * parts
             for p, call in enumerate(calls):
                 if call:
-                    outputs[p] = self.pool.call(p, "level", call, *(previous[q] for q in senders[p]))
+                    outputs[p] = latest[p] = self.pool.call(
+                        p, "level", call, *(previous[q] for q in senders[p])
+                    )
             if level % CHUNK == CHUNK - 1:
-                self.pool.wait(latest)  # the chunk before this one; this one stays in flight
-                latest = [ref for ref in outputs if ref is not None]
-        self.pool.wait(latest + [ref for ref in outputs if ref is not None])
+                self.pool.wait(waited)  # the chunk before this one; this one stays in flight
+                waited = list(latest.values())
+        self.pool.wait(list(latest.values()))
 
     def run_sync(self, iterations: int) -> None:
         gradients: list[Any] = []
@@ -266,16 +271,19 @@ def measure(probe: EventSimulation, coordinator: RayCoordinator, cross: float) -
     start = time.perf_counter()
     ray.get(ray.put(pickle.dumps(sample)))
     transfer = time.perf_counter() - start
-    parts = part_count(probe.scenario)
-    saved = per_level * (1 - 1 / parts)
-    overhead = 2 * (min(trips) + transfer)
+    parallel = pays_off(per_level, part_count(probe.scenario), min(trips), transfer)
     return {
         "event_cost_s": event,
         "round_trip_s": min(trips),
         "state_transfer_s": transfer,
         "work_per_level_s": per_level,
-        "mode": "on" if saved > overhead else "off",
+        "mode": "on" if parallel else "off",
     }
+
+
+def pays_off(work_per_level: float, parts: int, round_trip: float, transfer: float) -> bool:
+    """Whether k parts save more per level, (1 − 1/k) of its work, than its two messages cost."""
+    return work_per_level * (1 - 1 / parts) > 2 * (round_trip + transfer)
 
 
 def _exchanged(probe: EventSimulation) -> list[str]:

@@ -1,0 +1,138 @@
+"""Parallel event runs on Ray actors against the local (sequential) engine: bit-identical rows
+and final states, the ``auto`` choice, and a lost actor (docs/parallel_events.md).
+
+One Ray session (num_cpus=2) serves the whole module; it is always shut down.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import flsim
+from flsim.backends.base import WorkerLost
+from flsim.backends.ray_parallel_events import RayPartExecutor, pays_off
+from flsim.results.writer import RunWriter
+from tests.builders import make_ridge, metrics_without_wall_time
+
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
+
+GRAPHS = {
+    "ring": {"kind": "ring"},
+    "grid": {"kind": "grid", "params": {"rows": 3, "cols": 3}},
+    "geometric": {"kind": "geometric", "params": {"radius": 0.6}},
+}
+
+
+def _scenario(algorithm: str, graph: str, rates: str, **updates) -> dict:
+    params = {"name": algorithm, **({"batch_size": 4} if algorithm == "async_gossip_sgd" else {})}
+    raw = make_ridge(params, topology={**GRAPHS[graph], "rates": rates}, checkpoint={"every": 1}, **updates)
+    raw["task"]["num_clients"] = 9
+    return raw
+
+
+def _on_ray(raw: dict, actors: int, setting: str = "on", **backend) -> dict:
+    # Half a CPU each: three actors fit the module's two CPUs, and every test asks for the
+    # same size, so the actors pooled by one test fit the next one.
+    options = {"num_actors": actors, "cpus_per_actor": 0.5, "event_parallelism": setting, "timeout_s": 120}
+    options["startup_timeout_s"] = 120
+    return {**raw, "backend": {"kind": "ray", **options, **backend}}
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "graph", "rates", "actors"),
+    [
+        ("dadao", "ring", "uniform", 2),
+        ("async_gossip_sgd", "grid", "sdp", 3),
+        ("adom_plus", "geometric", "uniform", 2),
+    ],
+)
+def test_parallel_parts_on_actors_match_the_local_run(tmp_path, algorithm, graph, rates, actors):
+    raw = _scenario(algorithm, graph, rates)
+    local = flsim.run(raw, run_dir=tmp_path / "local")
+    remote = flsim.run(_on_ray(raw, actors), run_dir=tmp_path / "ray")
+    assert metrics_without_wall_time(remote.run_dir) == metrics_without_wall_time(local.run_dir)
+    facts = remote.summary["event_parallelism"]
+    assert facts["mode"] == "on" and facts["parts"] == actors
+    assert len(remote.summary["placement"]["actors"]) == actors
+    if algorithm != "adom_plus":
+        assert 0 < facts["stats"]["cross_events"] < facts["stats"]["events"]
+    # The last checkpoint holds every node's state, gathered from the parts: the same arrays.
+    ours, theirs = RunWriter(remote.run_dir).load_checkpoint(), RunWriter(local.run_dir).load_checkpoint()
+    assert ours["loop"] == theirs["loop"]
+    for name, value in theirs["algorithm"].items():
+        np.testing.assert_array_equal(ours["algorithm"][name], value, err_msg=name)
+
+
+def test_auto_keeps_a_convex_run_on_one_coordinator_and_says_why(tmp_path, caplog):
+    """An event of a 5-dimensional ridge problem costs microseconds: parts cannot pay."""
+    raw = _scenario("dadao", "ring", "uniform")
+    local = flsim.run(raw, run_dir=tmp_path / "local")
+    with caplog.at_level(logging.INFO, logger="flsim"):
+        remote = flsim.run(_on_ray(raw, 2, "auto"), run_dir=tmp_path / "ray")
+    facts = remote.summary["event_parallelism"]
+    assert facts["mode"] == "off"
+    assert not pays_off(facts["work_per_level_s"], 2, facts["round_trip_s"], facts["state_transfer_s"])
+    assert len(remote.summary["placement"]["actors"]) == 1
+    assert any(
+        "event_parallelism=auto" in r.message and "one coordinator" in r.message for r in caplog.records
+    )
+    assert metrics_without_wall_time(remote.run_dir) == metrics_without_wall_time(local.run_dir)
+
+
+def test_the_auto_rule_weighs_shared_work_against_two_messages_per_level():
+    assert pays_off(work_per_level=0.040, parts=2, round_trip=0.001, transfer=0.002)  # MLP-like
+    assert not pays_off(work_per_level=0.0004, parts=2, round_trip=0.001, transfer=0.0)  # convex
+    assert not pays_off(work_per_level=0.004, parts=2, round_trip=0.001, transfer=0.0)  # 2 ms ≤ 2 ms
+    assert pays_off(work_per_level=0.004, parts=4, round_trip=0.001, transfer=0.0)  # 3 ms > 2 ms
+
+
+def _kill_part_on_flush(monkeypatch, flush: int, part: int) -> list[int]:
+    """SIGKILL actor ``part`` as the ``flush``-th stretch of events starts (after a checkpoint)."""
+    original = RayPartExecutor.run_levels
+    calls: list[int] = []
+    killed: list[int] = []
+
+    def run_levels(self, plan):
+        calls.append(1)
+        if len(calls) == flush and not killed:
+            killed.append(self.pool.describe()["actors"][part]["pid"])
+            os.kill(killed[0], signal.SIGKILL)
+        return original(self, plan)
+
+    monkeypatch.setattr(RayPartExecutor, "run_levels", run_levels)
+    return killed
+
+
+@pytest.mark.slow
+def test_a_killed_part_actor_is_replaced_and_the_run_ends_bit_identical(tmp_path, monkeypatch):
+    raw = _scenario("async_gossip_sgd", "ring", "uniform")
+    reference = flsim.run(raw, run_dir=tmp_path / "local")
+    killed = _kill_part_on_flush(monkeypatch, 2, 1)
+    remote = flsim.run(_on_ray(raw, 2), run_dir=tmp_path / "ray")
+    assert killed, "the fault was never injected"
+    assert remote.summary["recoveries"] == 1
+    assert killed[0] not in {actor["pid"] for actor in remote.summary["placement"]["actors"]}
+    assert metrics_without_wall_time(remote.run_dir) == metrics_without_wall_time(reference.run_dir)
+
+
+@pytest.mark.slow
+def test_a_parallel_run_out_of_recoveries_resumes_to_identical_metrics(tmp_path, monkeypatch):
+    raw = _scenario("dadao", "grid", "uniform")
+    reference = flsim.run(raw, run_dir=tmp_path / "local")
+    killed = _kill_part_on_flush(monkeypatch, 2, 0)
+    run_dir = tmp_path / "ray"
+    with pytest.raises(WorkerLost):
+        flsim.run(_on_ray(raw, 2, max_recoveries=0), run_dir=run_dir)
+    assert killed
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "failed"
+    monkeypatch.undo()
+    resumed = flsim.resume(run_dir)
+    assert resumed.summary["status"] == "completed"
+    assert resumed.summary["event_parallelism"]["mode"] == "on"
+    assert metrics_without_wall_time(run_dir) == metrics_without_wall_time(reference.run_dir)
