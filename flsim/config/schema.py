@@ -74,8 +74,12 @@ class ModelConfig(Strict):
     norm: Literal["none", "batch", "group"] = Field(
         "none", description="mlp with relu: a normalisation layer before each ReLU (docs/building_blocks.md)."
     )
-    groups: PositiveInt = Field(8, description="norm: group, the number of groups; it divides every hidden width.")
-    alpha_dropout: float = Field(0.0, ge=0, lt=1, description="selu: alpha-dropout rate after each hidden layer.")
+    groups: PositiveInt = Field(
+        8, description="norm: group, the number of groups; it divides every hidden width."
+    )
+    alpha_dropout: float = Field(
+        0.0, ge=0, lt=1, description="selu: alpha-dropout rate after each hidden layer."
+    )
 
 
 class TaskConfig(Strict):
@@ -213,7 +217,8 @@ class Scenario(Strict):
     participation: float | None = Field(None, gt=0, le=1)
     sampling: SamplingConfig = Field(
         default_factory=SamplingConfig,
-        description="fixed | bernoulli, or a mapping {kind: temperature | dpp, ...} (docs/building_blocks.md).",
+        description="fixed | bernoulli, or a mapping {kind: temperature | dpp, ...} "
+        "(docs/building_blocks.md).",
     )
     system: SystemConfig = Field(default_factory=SystemConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
