@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.builders import tiny_linreg
+import flsim
+from tests.builders import make_ridge, metrics_without_wall_time, tiny_linreg
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -80,3 +81,18 @@ def test_run_places_actors_on_both_nodes(cluster, tmp_path):
     summary = _run_flsim(scenario, tmp_path / "env", {**env, "RAY_ADDRESS": address}, "--backend", "ray")
     nodes = {actor["node_id"] for actor in summary["placement"]["actors"]}
     assert len(nodes) == 2, summary["placement"]
+
+
+def test_parallel_event_parts_on_two_nodes_match_the_local_run(cluster, tmp_path):
+    """DADAO's nodes split over one actor per cluster node; states cross nodes by reference."""
+    address, env = cluster
+    raw = make_ridge("dadao", topology={"kind": "ring"})
+    local = flsim.run(raw, run_dir=tmp_path / "local")
+    scenario = tmp_path / "events.yaml"
+    scenario.write_text(yaml.safe_dump({**raw, "backend": {"kind": "ray", "event_parallelism": "on"}}))
+    summary = _run_flsim(scenario, tmp_path / "cluster", env, "--address", address)
+    assert summary["event_parallelism"]["mode"] == "on"
+    assert summary["event_parallelism"]["stats"]["cross_events"] > 0
+    nodes = {actor["node_id"] for actor in summary["placement"]["actors"]}
+    assert len(nodes) == 2, summary["placement"]
+    assert metrics_without_wall_time(tmp_path / "cluster") == metrics_without_wall_time(local.run_dir)
