@@ -174,6 +174,14 @@ class BackendConfig(Strict):
         "against an actor round trip (auto).",
     )
 
+    @field_validator("vectorize", "event_parallelism", mode="before")
+    @classmethod
+    def _yaml_switch(cls, value: Any) -> Any:
+        """YAML 1.1 reads a bare ``on``/``off`` (in a file or an ``-o`` override) as a boolean."""
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value
+
 
 class BudgetConfig(Strict):
     """When an event-driven run stops: virtual time, gradient events or communications."""

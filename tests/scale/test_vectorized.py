@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+import yaml
 from torch import nn
 
 import flsim
@@ -285,3 +286,10 @@ def test_auto_batches_rounds_from_the_measured_size_on(caplog):
     large = ClientHost(load_scenario(tiny_digits(clients_per_round=AUTO_MIN_CLIENTS)))
     assert small.vectorized is None and large.vectorized is not None
     assert any("fewer than the" in r.getMessage() for r in caplog.records)
+
+
+def test_a_bare_yaml_on_or_off_is_the_switch_not_a_boolean(tmp_path):
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(tiny_digits()) + "backend:\n  vectorize: on\n")
+    assert load_scenario(path).backend.vectorize == "on"
+    assert load_scenario(path, ["backend.vectorize=off"]).backend.vectorize == "off"
