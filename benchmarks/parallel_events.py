@@ -15,7 +15,10 @@ Two scenarios, each run on the same local Ray session (``--num-cpus``, default 2
 the time of the run (2.0 on two idle cores): the ceiling for the MLP ratio.
 
 Events per second count the run itself (from the run's start to its last row, as its
-``wall_time`` says), not starting the actors. Each figure is the best of ``--repeats``.
+``wall_time`` says), not starting the actors. Each figure is the best of ``--repeats``, the
+two sides alternating.
+``mlp_actor_busy_share``: the share of the parallel run's wall time the two actors spent
+applying events (1.0: both busy all the time).
 Other processes on the machine slow both sides; the ratios are measured in the same run.
 
     python -m benchmarks.parallel_events [--horizon 30] [--repeats 2] [--num-cpus 2]
@@ -80,12 +83,17 @@ def run(raw: dict[str, Any], horizon: float, setting: str, actors: int) -> tuple
     return final["events"] / final["wall_time"], facts["event_parallelism"]
 
 
-def best(raw: dict[str, Any], horizon: float, setting: str, actors: int, repeats: int) -> tuple[float, dict]:
-    results = [run(raw, horizon, setting, actors) for _ in range(repeats)]
-    return max(results, key=lambda result: result[0])
+def compare(raw: dict[str, Any], horizon: float, sides: list[tuple[str, int]], repeats: int) -> list[tuple]:
+    """The best of ``repeats`` of each side, the sides alternating (so a burst of load from
+    other processes hits both alike)."""
+    results: list[list[tuple[float, dict]]] = [[] for _ in sides]
+    for _ in range(repeats):
+        for index, (setting, actors) in enumerate(sides):
+            results[index].append(run(raw, horizon, setting, actors))
+    return [max(side, key=lambda result: result[0]) for side in results]
 
 
-def _busy(seconds_of_work: int) -> float:
+def _busy(units: float) -> float:
     """A fixed amount of single-threaded torch work (no I/O); returns its duration."""
     import time
 
@@ -94,7 +102,7 @@ def _busy(seconds_of_work: int) -> float:
     torch.set_num_threads(1)
     a = torch.ones(256, 256, dtype=torch.float64)
     start = time.perf_counter()
-    for _ in range(seconds_of_work * 400):
+    for _ in range(int(units * 400)):
         a = (a @ a) * 1e-3
     return time.perf_counter() - start
 
@@ -107,7 +115,7 @@ def machine_parallelism() -> float:
     import ray
 
     busy = ray.remote(num_cpus=1)(_busy)
-    ray.get(busy.remote(0))  # start the workers first
+    ray.get([busy.remote(0.5), busy.remote(0.5)])  # start two workers first
     start = time.perf_counter()
     ray.get(busy.remote(1))
     ray.get(busy.remote(1))
@@ -134,11 +142,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     init_ray(None, num_cpus=args.num_cpus)
     try:
         machine = machine_parallelism()
-        coordinator, _ = best(MLP, args.horizon, "off", 1, args.repeats)
-        parallel, facts = best(MLP, args.horizon, "on", 2, args.repeats)
+        (coordinator, _), (parallel, facts) = compare(
+            MLP, args.horizon, [("off", 1), ("on", 2)], args.repeats
+        )
         stats = facts["stats"]
-        convex_off, _ = best(CONVEX, args.convex_horizon, "off", 1, args.repeats)
-        convex_auto, auto_facts = best(CONVEX, args.convex_horizon, "auto", 2, args.repeats)
+        (convex_off, _), (convex_auto, auto_facts) = compare(
+            CONVEX, args.convex_horizon, [("off", 1), ("auto", 2)], args.repeats
+        )
     finally:
         release_idle_workers()
         ray.shutdown()
@@ -150,6 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "mlp_cross_fraction": stats["cross_fraction"],
         "mlp_expected_cross_fraction": facts["expected_cross_fraction"],
         "mlp_events_per_level": stats["events"] / stats["levels"],
+        "mlp_actor_busy_share": sum(stats["actor_busy_s"]) / (2 * stats["events"] / parallel),
         "convex_coordinator_events_per_s": convex_off,
         "convex_auto_events_per_s": convex_auto,
         "convex_auto_over_coordinator": convex_auto / convex_off,

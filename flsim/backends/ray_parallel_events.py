@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import pickle
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,7 +47,7 @@ from flsim.hosts.event_parallel import (
     owned_nodes,
     plan_partition,
 )
-from flsim.hosts.event_partition import LevelPlan
+from flsim.hosts.event_partition import LevelCall, LevelPlan
 from flsim.hosts.sinks import Progress, RowCollector, Silent, Writer
 
 if TYPE_CHECKING:
@@ -108,10 +109,12 @@ class RayPartExecutor:
         for level, (calls, senders) in enumerate(zip(plan.calls, plan.senders, strict=True)):
             previous, outputs = outputs, [None] * parts
             for p, call in enumerate(calls):
-                if call:
-                    outputs[p] = latest[p] = self.pool.call(
-                        p, "level", call, *(previous[q] for q in senders[p])
-                    )
+                if call.imports or call.events or call.exports:
+                    incoming = (previous[q] for q in senders[p])
+                    outputs[p] = latest[p] = self.pool.call(p, "level", replace(call, later=[]), *incoming)
+            for p, call in enumerate(calls):
+                if call.later:  # after the exports left: partners do not wait for these
+                    latest[p] = self.pool.call(p, "level", LevelCall(events=call.later))
             if level % CHUNK == CHUNK - 1:
                 self.pool.wait(waited)  # the chunk before this one; this one stays in flight
                 waited = list(latest.values())
@@ -240,6 +243,7 @@ class RayEventRunner:
                     pool.recover()
                     self.writer.truncate_metrics(-1)
             facts["stats"] = simulation.stats.facts()
+            facts["stats"]["actor_busy_s"] = RayPartExecutor(pool)._all("busy_seconds")
             return final, {"placement": pool.describe(), "recoveries": recoveries, "event_parallelism": facts}
         finally:
             pool.shutdown()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -30,6 +30,7 @@ from flsim.config.schema import Scenario
 from flsim.hosts.event_host import EventSimulation
 from flsim.hosts.event_partition import (
     Event,
+    LevelCall,
     LevelPlan,
     cross_fraction,
     cut_edges,
@@ -85,8 +86,13 @@ class InProcessParts:
         for calls, senders in zip(plan.calls, plan.senders, strict=True):
             previous, outputs = outputs, [{} for _ in self.parts]
             for p, call in enumerate(calls):
-                if call:
-                    outputs[p] = self.parts[p].level(call, *(previous[q] for q in senders[p]))
+                if call.imports or call.events or call.exports:
+                    outputs[p] = self.parts[p].level(
+                        replace(call, later=[]), *(previous[q] for q in senders[p])
+                    )
+            for p, call in enumerate(calls):
+                if call.later:
+                    self.parts[p].level(LevelCall(events=call.later))
 
     def run_sync(self, iterations: int) -> None:
         gradients: list[dict[int, np.ndarray]] = []
@@ -246,11 +252,11 @@ class ParallelEventSimulation(EventSimulation):
         self.algorithm = stand_in
 
     def metrics_row(self, t: float) -> dict[str, Any]:
-        """The row, with its wall time taken after the pending events ran (the sequential
-        engine applies them before it reads the clock)."""
+        """The row, its wall time including the pending events, which run now (the run loop
+        reads the clock before it asks for the row, when a sequential run has applied them)."""
+        start = time.perf_counter()
         self.algorithm.flush()  # type: ignore[attr-defined]
-        if hasattr(self, "_wall_start"):
-            self.counters.wall_time = time.perf_counter() - self._wall_start
+        self.counters.wall_time += time.perf_counter() - start
         return super().metrics_row(t)
 
     @property

@@ -114,15 +114,42 @@ class LevelCall:
 
     ``imports``: cross events (t, i, j) to apply first, with the partner's node state taken
     from what the partners exported at the end of the previous level; ``events``: local
-    events in time order; ``exports``: this part's nodes whose state partners need next.
+    events in time order; ``exports``: this part's nodes whose state partners need next;
+    ``later``: local events of the level that no export depends on, applied in a second call
+    after the exports left, so that partners never wait for them (see :func:`split_cone`).
     """
 
     imports: list[Event] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     exports: list[int] = field(default_factory=list)
+    later: list[Event] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.imports or self.events or self.exports)
+        return bool(self.imports or self.events or self.exports or self.later)
+
+
+def split_cone(call: LevelCall) -> None:
+    """Keep in ``events`` only the events the exported states depend on; move the rest to ``later``.
+
+    Walking the level's local events backwards from the exported nodes, an event that
+    touches a node still needed is in the cone and makes all its nodes needed. The cone is a
+    prefix of every node's events in the level (an event the cone depends on is in it), so
+    applying the cone, exporting, then the rest keeps each node's events in time order.
+    """
+    if not call.exports:
+        call.later, call.events = call.events, []
+        return
+    needed = set(call.exports)
+    cone = [False] * len(call.events)
+    for index in range(len(call.events) - 1, -1, -1):
+        _, i, j = call.events[index]
+        if i in needed or j in needed:
+            cone[index] = True
+            needed.add(i)
+            if j >= 0:
+                needed.add(j)
+    call.later = [e for e, inside in zip(call.events, cone, strict=True) if not inside]
+    call.events = [e for e, inside in zip(call.events, cone, strict=True) if inside]
 
 
 @dataclass
@@ -169,5 +196,8 @@ def plan_levels(events: Sequence[Event], owner: Sequence[int], parts: int) -> Le
         calls[level - 1][b].exports.append(j)
         senders[level][a].add(b)
         senders[level][b].add(a)
+    for level_calls in calls:
+        for call in level_calls:
+            split_cone(call)
     ordered = [[sorted(s) for s in level] for level in senders]
     return LevelPlan(calls, ordered, crossings)

@@ -15,6 +15,7 @@ sequential engine, so every replica stays identical to it).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -63,6 +64,8 @@ class EventPart:
         self.exchanged = list(fields) if fields is not None else per_node_fields(self.algorithm)
         self.points: np.ndarray | None = None
         self.failure: str | None = None
+        #: Seconds spent applying events and steps (the benchmark's busy share of an actor).
+        self.busy = 0.0
 
     def _check(self) -> None:
         """Calls are queued without waiting; after a failed one, every later call fails too,
@@ -76,11 +79,14 @@ class EventPart:
     def level(self, call: LevelCall, *incoming: NodeStates) -> NodeStates:
         """Apply one level's call; returns the exported node states (see ``plan_levels``)."""
         self._check()
+        start = time.perf_counter()
         try:
             return self._level(call, incoming)
         except Exception as exc:
             self.failure = repr(exc)
             raise
+        finally:
+            self.busy += time.perf_counter() - start
 
     def _level(self, call: LevelCall, incoming: tuple[NodeStates, ...]) -> NodeStates:
         algorithm = self.algorithm
@@ -104,11 +110,14 @@ class EventPart:
         """Finish the previous iteration with every part's ``gradients`` (if given), then,
         if ``another``, evaluate this part's gradients of the next iteration."""
         self._check()
+        start = time.perf_counter()
         try:
             return self._sync(another, gradients)
         except Exception as exc:
             self.failure = repr(exc)
             raise
+        finally:
+            self.busy += time.perf_counter() - start
 
     def _sync(self, another: bool, gradients: tuple[dict[int, np.ndarray], ...]) -> dict[int, np.ndarray]:
         algorithm = self.algorithm
@@ -136,6 +145,9 @@ class EventPart:
         self._check()
         averaged = self.algorithm.averaged_models()
         return None if averaged is None else averaged[self.owned]
+
+    def busy_seconds(self) -> float:
+        return self.busy
 
     def state(self) -> dict[str, np.ndarray]:
         """The owned rows of every per-node field, and every shared field whole."""

@@ -105,6 +105,9 @@ def _execute_symbolically(plan: LevelPlan, owner: list[int], parts: int, num_nod
             for event in call.events:
                 apply(replicas[p], event)
             outputs[p] = {v: replicas[p][v] for v in call.exports}
+        for p, call in enumerate(calls):  # the events no export depends on, after the exports
+            for event in call.later:
+                apply(replicas[p], event)
     return {"inputs": seen, "final": {v: replicas[owner[v]][v] for v in range(num_nodes)}}
 
 
@@ -131,7 +134,7 @@ def test_level_plan_gives_every_event_its_sequential_inputs(parts):
     crossing = sum(1 for _, i, j in events if j >= 0 and owner[i] != owner[j])
     assert plan.cross_events == crossing
     assert 1 < len(plan.calls) <= crossing + 1  # levels: more than one, at most one per cross event
-    applied = sorted(e for level in plan.calls for call in level for e in call.events)
+    applied = sorted(e for level in plan.calls for call in level for e in call.events + call.later)
     imported = sorted(e for level in plan.calls for call in level for e in call.imports)
     assert len(applied) == len(events) - crossing and len(imported) == 2 * crossing
 
