@@ -139,3 +139,37 @@ def test_system_memo_is_bounded_and_eviction_changes_no_value(monkeypatch):
     for c in [*range(1000), *range(999, -1, -7)]:
         assert (bounded.speed(c), bounded.bandwidth(c)) == reference[c]
         assert len(bounded._speeds) <= 10 and len(bounded._bandwidths) <= 10
+
+
+def _dirichlet_reference(labels, num_clients, alpha, rng):
+    """The loop the vectorised partitioner replaced: N × classes list appends a draw."""
+    import numpy as np
+
+    by_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    while True:
+        chunks = [[] for _ in range(num_clients)]
+        for members in by_class:
+            shuffled = rng.permutation(members)
+            proportions = rng.dirichlet(np.full(num_clients, alpha))
+            cuts = np.minimum((np.cumsum(proportions)[:-1] * len(shuffled)).astype(np.int64), len(shuffled))
+            for client, part in enumerate(np.split(shuffled, cuts)):
+                chunks[client].append(part)
+        parts = [np.sort(np.concatenate(c)) for c in chunks]
+        if min(len(p) for p in parts) >= 1:
+            return parts
+
+
+@pytest.mark.parametrize(
+    ("n", "classes", "clients", "alpha"), [(500, 10, 10, 0.5), (3000, 4, 300, 2.0), (90, 3, 7, 0.2)]
+)
+def test_vectorised_dirichlet_partition_is_the_reference_loop(n, classes, clients, alpha):
+    import numpy as np
+
+    from flsim.config.schema import PartitionConfig
+    from flsim.tasks.partition import dirichlet
+
+    labels = np.random.default_rng(n).integers(0, classes, n)
+    cfg = PartitionConfig(kind="dirichlet", alpha=alpha, min_size=1)
+    parts = dirichlet(labels, clients, cfg, np.random.default_rng(5))
+    reference = _dirichlet_reference(labels, clients, alpha, np.random.default_rng(5))
+    assert len(parts) == clients and all(np.array_equal(p, q) for p, q in zip(parts, reference, strict=True))
