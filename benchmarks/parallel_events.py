@@ -11,12 +11,15 @@ Two scenarios, each run on the same local Ray session (``--num-cpus``, default 2
   microseconds, so parts cannot pay for their messages. It prints ``off`` against ``auto``
   (which should choose the coordinator: ratio about 1).
 
-``machine_two_actor_parallelism`` says what two actors gain on perfectly parallel work at
-the time of the run (2.0 on two idle cores): the ceiling for the MLP ratio.
+``machine_two_actor_parallelism`` says what two actors gain on perfectly parallel copies of
+the MLP events at the time of the run (2.0 on two idle cores): the ceiling for the MLP ratio.
 
 Events per second count the run itself (from the run's start to its last row, as its
 ``wall_time`` says), not starting the actors. Each figure is the best of ``--repeats``, the
 two sides alternating.
+``split_work_over_sequential``: in this process, the two parts' work (applied one after the
+other) over the sequential engine's, i.e. what the split itself costs, and
+``larger_part_share`` the larger part's share of it (0.5: balanced).
 ``mlp_actor_busy_share``: the share of the parallel run's wall time the two actors spent
 applying events (1.0: both busy all the time).
 Other processes on the machine slow both sides; the ratios are measured in the same run.
@@ -93,36 +96,63 @@ def compare(raw: dict[str, Any], horizon: float, sides: list[tuple[str, int]], r
     return [max(side, key=lambda result: result[0]) for side in results]
 
 
-def _busy(units: float) -> float:
-    """A fixed amount of single-threaded torch work (no I/O); returns its duration."""
+def _events_alone(count: int) -> float:
+    """Seconds of ``count`` MLP gradient events (the benchmark's own work), timed after a
+    warm-up, in a fresh copy of the algorithm: no messages, nothing shared."""
     import time
 
-    import torch
+    from flsim.hosts.client_host import configure_torch
+    from flsim.hosts.event_parts import build_event_algorithm
+    from flsim.scenario import load_scenario
+    from flsim.tasks import build_task
 
-    torch.set_num_threads(1)
-    a = torch.ones(256, 256, dtype=torch.float64)
+    configure_torch(1)
+    scenario = load_scenario({**MLP, "budget": {"time": 1.0}})
+    algorithm = build_event_algorithm(scenario, build_task(scenario.task, scenario.seed))
+    algorithm.on_compute(0, 0.0)
     start = time.perf_counter()
-    for _ in range(int(units * 400)):
-        a = (a @ a) * 1e-3
+    for k in range(count):
+        algorithm.on_compute(k % algorithm.num_nodes, 0.0)
     return time.perf_counter() - start
 
 
-def machine_parallelism() -> float:
-    """What two actors gain on perfectly parallel work right now: (2 units one after the
-    other) / (2 units at once). 2.0 on two idle cores; less when other processes load them."""
-    import time
-
+def machine_parallelism(count: int = 400) -> float:
+    """What two actors gain on perfectly parallel copies of the MLP events right now:
+    (time of both alone) / (time of both at once). 2.0 on two idle cores; less when other
+    processes load them or the cores share what the work needs (caches, memory bandwidth)."""
     import ray
 
-    busy = ray.remote(num_cpus=1)(_busy)
-    ray.get([busy.remote(0.5), busy.remote(0.5)])  # start two workers first
+    alone = ray.remote(num_cpus=1)(_events_alone)
+    serial = ray.get(alone.remote(count)) + ray.get(alone.remote(count))
+    together = ray.get([alone.remote(count), alone.remote(count)])
+    return serial / max(together)
+
+
+def split_overhead(horizon: float) -> dict[str, float]:
+    """The MLP run in this process, sequential and as two parts applied one after the other:
+    how much work the split itself adds (copies of exchanged states, cross events applied on
+    both sides), and the two parts' shares, without Ray or a second core."""
+    import time
+
+    from flsim.hosts.event_host import EventSimulation
+    from flsim.hosts.event_parallel import InProcessParts, ParallelEventSimulation, plan_partition
+    from flsim.hosts.sinks import RowCollector, Silent
+    from flsim.scenario import load_scenario
+    from flsim.tasks import build_task
+
+    scenario = load_scenario(
+        {**MLP, "budget": {"time": horizon}, "eval": {**MLP["eval"], "every_time": horizon}}
+    )
+    task = build_task(scenario.task, scenario.seed)
+    sequential = EventSimulation(scenario, task, RowCollector(), Silent())
     start = time.perf_counter()
-    ray.get(busy.remote(1))
-    ray.get(busy.remote(1))
-    serial = time.perf_counter() - start
-    start = time.perf_counter()
-    ray.get([busy.remote(1), busy.remote(1)])
-    return serial / (time.perf_counter() - start)
+    sequential.run()
+    alone = time.perf_counter() - start
+    owner, _ = plan_partition(sequential, 2)
+    executor = InProcessParts(scenario, task, owner, 2)
+    ParallelEventSimulation(scenario, task, RowCollector(), Silent(), executor, owner).run()
+    busy = [part.busy for part in executor.parts]
+    return {"split_work_over_sequential": sum(busy) / alone, "larger_part_share": max(busy) / sum(busy)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -140,6 +170,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import ray
 
     init_ray(None, num_cpus=args.num_cpus)
+    split = split_overhead(args.horizon)
     try:
         machine = machine_parallelism()
         (coordinator, _), (parallel, facts) = compare(
@@ -154,6 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ray.shutdown()
     out = {
         "machine_two_actor_parallelism": machine,
+        **split,
         "mlp_coordinator_events_per_s": coordinator,
         "mlp_2_actors_events_per_s": parallel,
         "mlp_speedup": parallel / coordinator,
