@@ -7,8 +7,10 @@
   models) with a cross-entropy or mean-squared-error loss: its forward and backward written
   as batched matmuls. ``torch.func`` would pay per-operator dispatch and autograd bookkeeping
   that dominate such small products;
-* any other module built only of stateless fully connected layers and activations:
-  ``torch.func.vmap`` of ``grad`` of ``functional_call`` over the stacked parameters.
+* any other module built only of stateless fully connected layers, activations and
+  batch-statistics normalisation (the ``mlp`` with SELU or ``norm: batch``): ``torch.func.vmap``
+  of ``grad`` of ``functional_call`` over the stacked parameters, each client's minibatch
+  normalised by its own statistics.
 
 Each computes, row by row, the gradient the objective's own ``loss_and_grad`` returns (up to
 the order of floating-point sums), and computes each row independently of the other rows, so
@@ -29,6 +31,7 @@ from torch.func import functional_call, grad, vmap
 from flsim.algorithms.batched import StackedGradient
 from flsim.tasks.base import ModuleObjective, Objective
 from flsim.tasks.convex import LeastSquaresObjective, LogisticObjective
+from flsim.tasks.layers import SELU, BatchStatNorm
 
 #: Layers without buffers or randomness whose vmapped forward computes every client's row
 #: independently of the others in the stack. Convolutions are not among them: vmap runs them
@@ -43,6 +46,8 @@ STATELESS_LAYERS = (
     nn.Unflatten,
     nn.Sequential,
     nn.Identity,
+    SELU,
+    BatchStatNorm,
 )
 #: Losses whose batched backward is written out in :func:`_mlp_gradient`.
 LOSSES = (nn.CrossEntropyLoss, nn.MSELoss)
