@@ -93,25 +93,30 @@ def test_the_auto_rule_weighs_shared_work_against_two_messages_per_level():
 
 
 def _kill_part_on_flush(monkeypatch, flush: int, part: int) -> list[int]:
-    """SIGKILL actor ``part`` as the ``flush``-th stretch of events starts (after a checkpoint)."""
-    original = RayPartExecutor.run_levels
+    """SIGKILL actor ``part`` as the ``flush``-th stretch of events (or of synchronous
+    iterations) starts, after a checkpoint."""
     calls: list[int] = []
     killed: list[int] = []
 
-    def run_levels(self, plan):
-        calls.append(1)
-        if len(calls) == flush and not killed:
-            killed.append(self.pool.describe()["actors"][part]["pid"])
-            os.kill(killed[0], signal.SIGKILL)
-        return original(self, plan)
+    def killing(original):
+        def run(self, work):
+            calls.append(1)
+            if len(calls) == flush and not killed:
+                killed.append(self.pool.describe()["actors"][part]["pid"])
+                os.kill(killed[0], signal.SIGKILL)
+            return original(self, work)
 
-    monkeypatch.setattr(RayPartExecutor, "run_levels", run_levels)
+        return run
+
+    monkeypatch.setattr(RayPartExecutor, "run_levels", killing(RayPartExecutor.run_levels))
+    monkeypatch.setattr(RayPartExecutor, "run_sync", killing(RayPartExecutor.run_sync))
     return killed
 
 
 @pytest.mark.slow
-def test_a_killed_part_actor_is_replaced_and_the_run_ends_bit_identical(tmp_path, monkeypatch):
-    raw = _scenario("async_gossip_sgd", "ring", "uniform")
+@pytest.mark.parametrize("algorithm", ["async_gossip_sgd", "adom_plus"])
+def test_a_killed_part_actor_is_replaced_and_the_run_ends_bit_identical(tmp_path, monkeypatch, algorithm):
+    raw = _scenario(algorithm, "ring", "uniform")
     reference = flsim.run(raw, run_dir=tmp_path / "local")
     killed = _kill_part_on_flush(monkeypatch, 2, 1)
     remote = flsim.run(_on_ray(raw, 2), run_dir=tmp_path / "ray")
