@@ -63,10 +63,12 @@ def vectorize_reason(scenario: Scenario, algorithm: object, task: Task) -> str |
 
 
 def check_vectorized(scenario: Scenario, algorithm: object, task: Task) -> StackedGradient | None:
-    """The stacked gradient to use, or ``None`` for the loop (logged once, for ``auto``).
+    """The stacked gradient a host uses, or ``None`` for the loop (logged once, for ``auto``).
 
-    ``on`` where the run cannot be batched is a :class:`ConfigError` naming
-    ``backend.vectorize``; the API calls this before a run directory exists.
+    Hosts call this when they are built. ``on`` where the run cannot be batched is a
+    :class:`ConfigError` naming ``backend.vectorize``; a user meets it earlier, before a run
+    directory exists: the algorithm's case at load time (``check_vectorize``), the model's when
+    the API has built the task (:func:`check_vectorized_model`).
     """
     mode = scenario.backend.vectorize
     if mode == "off":
