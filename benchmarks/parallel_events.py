@@ -19,7 +19,9 @@ Events per second count the run itself (from the run's start to its last row, as
 two sides alternating.
 ``split_work_over_sequential``: in this process, the two parts' work (applied one after the
 other) over the sequential engine's, i.e. what the split itself costs, and
-``larger_part_share`` the larger part's share of it (0.5: balanced).
+``larger_part_share`` the larger part's share of it (0.5: balanced), and
+``modelled_two_idle_cores_speedup``: from those calls' measured durations, the speedup the
+level schedule would give on two idle cores with 2 ms per message (a model, not a run).
 ``mlp_actor_busy_share``: the share of the parallel run's wall time the two actors spent
 applying events (1.0: both busy all the time).
 Other processes on the machine slow both sides; the ratios are measured in the same run.
@@ -32,8 +34,13 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from flsim.hosts.event_parallel import InProcessParts
+from flsim.hosts.event_partition import LevelCall, LevelPlan
 
 MLP = {
     "name": "bench_parallel_events",
@@ -99,7 +106,6 @@ def compare(raw: dict[str, Any], horizon: float, sides: list[tuple[str, int]], r
 def _events_alone(count: int) -> float:
     """Seconds of ``count`` MLP gradient events (the benchmark's own work), timed after a
     warm-up, in a fresh copy of the algorithm: no messages, nothing shared."""
-    import time
 
     from flsim.hosts.client_host import configure_torch
     from flsim.hosts.event_parts import build_event_algorithm
@@ -128,14 +134,34 @@ def machine_parallelism(count: int = 400) -> float:
     return serial / max(together)
 
 
+def modelled_speedup(
+    durations: list[list[tuple[float, float]]], senders: list[list[list[int]]], message: float
+) -> float:
+    """The parallel run's length on two idle cores, modelled from measured call durations:
+    part p runs, level by level, its head call (which waits for the heads its partners ran at
+    the level before, plus ``message`` seconds) and then its later call. Returns the
+    sequential length (the sum of all calls) over the modelled one."""
+    parts = len(durations[0])
+    free = [0.0] * parts  # when each part's actor is free
+    head_done = [0.0] * parts
+    for level, calls in enumerate(durations):
+        previous = list(head_done)
+        for p, (head, later) in enumerate(calls):
+            inputs = max((previous[q] + message for q in senders[level][p]), default=0.0)
+            start = max(free[p], inputs)
+            head_done[p] = start + head
+            free[p] = head_done[p] + later
+    total = sum(head + later for calls in durations for head, later in calls)
+    return total / max(free)
+
+
 def split_overhead(horizon: float) -> dict[str, float]:
     """The MLP run in this process, sequential and as two parts applied one after the other:
     how much work the split itself adds (copies of exchanged states, cross events applied on
     both sides), and the two parts' shares, without Ray or a second core."""
-    import time
 
     from flsim.hosts.event_host import EventSimulation
-    from flsim.hosts.event_parallel import InProcessParts, ParallelEventSimulation, plan_partition
+    from flsim.hosts.event_parallel import ParallelEventSimulation, plan_partition
     from flsim.hosts.sinks import RowCollector, Silent
     from flsim.scenario import load_scenario
     from flsim.tasks import build_task
@@ -149,10 +175,37 @@ def split_overhead(horizon: float) -> dict[str, float]:
     sequential.run()
     alone = time.perf_counter() - start
     owner, _ = plan_partition(sequential, 2)
-    executor = InProcessParts(scenario, task, owner, 2)
+    executor = TimedParts(scenario, task, owner, 2)
     ParallelEventSimulation(scenario, task, RowCollector(), Silent(), executor, owner).run()
     busy = [part.busy for part in executor.parts]
-    return {"split_work_over_sequential": sum(busy) / alone, "larger_part_share": max(busy) / sum(busy)}
+    return {
+        "split_work_over_sequential": sum(busy) / alone,
+        "larger_part_share": max(busy) / sum(busy),
+        "modelled_two_idle_cores_speedup": modelled_speedup(executor.durations, executor.senders, 0.002),
+    }
+
+
+class TimedParts(InProcessParts):
+    """In-process parts that record each level's call durations (head, later) per part."""
+
+    durations: list[list[tuple[float, float]]]
+    senders: list[list[list[int]]]
+
+    def run_levels(self, plan: LevelPlan) -> None:
+        self.durations, self.senders = [], plan.senders
+        outputs: list[Any] = [{} for _ in self.parts]
+        for calls, senders in zip(plan.calls, plan.senders, strict=True):
+            previous, outputs, row = outputs, [{} for _ in self.parts], []
+            for p, call in enumerate(calls):
+                start = time.perf_counter()
+                if call.imports or call.events or call.exports:
+                    incoming = (previous[q] for q in senders[p])
+                    outputs[p] = self.parts[p].level(replace(call, later=[]), *incoming)
+                middle = time.perf_counter()
+                if call.later:
+                    self.parts[p].level(LevelCall(events=call.later))
+                row.append((middle - start, time.perf_counter() - middle))
+            self.durations.append(row)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
