@@ -21,7 +21,8 @@ two sides alternating.
 other) over the sequential engine's, i.e. what the split itself costs, and
 ``larger_part_share`` the larger part's share of it (0.5: balanced), and
 ``modelled_two_idle_cores_speedup``: from those calls' measured durations, the speedup the
-level schedule would give on two idle cores with 2 ms per message (a model, not a run).
+level schedule would give on two idle cores with 2 ms per message (a model, not a run), and
+with 5 ms (what handing a 1.5 MB state from one actor to another cost here).
 ``mlp_actor_busy_share``: the share of the parallel run's wall time the two actors spent
 applying events (1.0: both busy all the time).
 Other processes on the machine slow both sides; the ratios are measured in the same run.
@@ -182,6 +183,7 @@ def split_overhead(horizon: float) -> dict[str, float]:
         "split_work_over_sequential": sum(busy) / alone,
         "larger_part_share": max(busy) / sum(busy),
         "modelled_two_idle_cores_speedup": modelled_speedup(executor.durations, executor.senders, 0.002),
+        "modelled_with_5ms_messages": modelled_speedup(executor.durations, executor.senders, 0.005),
     }
 
 
