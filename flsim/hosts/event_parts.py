@@ -55,10 +55,15 @@ class EventPart:
         self.scenario, self.task = scenario, task
         self.owned = list(owned)
         self.owned_set = set(self.owned)
+        self.touched = True
         self.reset()
 
     def reset(self) -> None:
-        """Back to the initial state (a run that starts without a checkpoint)."""
+        """Back to the initial state (a run that starts without a checkpoint). Building the
+        algorithm can take seconds (SDP rates), so an untouched replica is kept as it is."""
+        if not self.touched:
+            return
+        self.touched = False
         self.algorithm = build_event_algorithm(self.scenario, self.task)
         fields = self.algorithm.edge_fields
         self.exchanged = list(fields) if fields is not None else per_node_fields(self.algorithm)
@@ -66,6 +71,10 @@ class EventPart:
         self.failure: str | None = None
         #: Seconds spent applying events and steps (the benchmark's busy share of an actor).
         self.busy = 0.0
+
+    def _touch(self) -> None:
+        self._check()
+        self.touched = True
 
     def _check(self) -> None:
         """Calls are queued without waiting; after a failed one, every later call fails too,
@@ -78,7 +87,7 @@ class EventPart:
 
     def level(self, call: LevelCall, *incoming: NodeStates) -> NodeStates:
         """Apply one level's call; returns the exported node states (see ``plan_levels``)."""
-        self._check()
+        self._touch()
         start = time.perf_counter()
         try:
             return self._level(call, incoming)
@@ -109,7 +118,7 @@ class EventPart:
     def sync(self, another: bool, *gradients: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
         """Finish the previous iteration with every part's ``gradients`` (if given), then,
         if ``another``, evaluate this part's gradients of the next iteration."""
-        self._check()
+        self._touch()
         start = time.perf_counter()
         try:
             return self._sync(another, gradients)
@@ -158,6 +167,7 @@ class EventPart:
         return state
 
     def load(self, state: dict[str, Any]) -> None:
+        self.touched = True
         self.algorithm.load_state_dict(state)
         self.points = None
 
