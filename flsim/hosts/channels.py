@@ -31,9 +31,19 @@ def uplink_channel(config: CompressionConfig) -> UplinkChannel | None:
 
 
 def send_uplink(
-    channel: UplinkChannel | None, message: Tensors, state: Tensors, generator: torch.Generator
+    channel: UplinkChannel | None,
+    message: Tensors,
+    state: Tensors,
+    previous: Tensors,
+    generator: torch.Generator,
 ) -> tuple[Tensors, Tensors, int]:
-    """(what the server reconstructs, the client's new state, the bytes actually sent)."""
+    """(what the server reconstructs, the client's new state, the bytes actually sent).
+
+    ``state`` is what the algorithm's update returned and ``previous`` the client's stored
+    state before it. The channel's entries are read from ``previous``: an algorithm that
+    returns a fresh dict (SCAFFOLD's ``{"c": c_i⁺}``) knows nothing of them, and reading them
+    from its result would restart error feedback every round.
+    """
     if channel is None:
         return message, state, tensor_bytes(message)
     received: Tensors = {}
@@ -42,7 +52,7 @@ def send_uplink(
     for key in sorted(message):
         prefix = f"{PREFIX}{key}."
         sent, channel_state = channel.encode(
-            message[key], ClientChannelState.from_dict(state, prefix), generator
+            message[key], ClientChannelState.from_dict(previous, prefix), generator
         )
         received[key] = channel_state.shift if channel.mirrored else sent.value
         new_state.update(channel_state.as_dict(prefix))

@@ -128,7 +128,8 @@ class ClientHost:
             bytes_up = tensor_bytes(out)
         else:
             compression_rng = torch_rng(self.scenario.seed, "compression.uplink", client, counter)
-            out, state, bytes_up = send_uplink(self.uplink, out, state, compression_rng)
+            previous = self.store.get(client)  # still the state from before this update
+            out, state, bytes_up = send_uplink(self.uplink, out, state, previous, compression_rng)
         self.store.put(client, state)
         return Reply(
             client=client,

@@ -81,3 +81,22 @@ def test_downlink_is_checkpointed_for_bit_identical_resume(tmp_path):
     run_until_crash(raw, tmp_path / "crashed", RoundSimulation, 5)
     resumed = flsim.resume(tmp_path / "crashed")
     assert metrics_without_wall_time(resumed.run_dir) == metrics_without_wall_time(full.run_dir)
+
+
+def test_stateful_algorithm_keeps_its_channel_state_across_rounds(tmp_path):
+    """SCAFFOLD returns a fresh state dict ({"c": c_i⁺}); the channel's state must survive it.
+
+    EF21 sends a client's first message uncompressed (g_i⁰ = v) and only C(v − g_i) after
+    that. A channel whose mirror were dropped with the algorithm's old state would start over
+    every round and send every message dense. Full participation: each of the 6 clients sends
+    its two tensors (Δy, Δc; d = 5 float64 values) in each of 3 rounds.
+    """
+    raw = tiny_linreg(
+        algorithm={"name": "scaffold", "lr": 0.05, "local_steps": 2, "batch_size": "full"},
+        clients_per_round=None,
+        compression={"uplink": {"kind": "topk", "k": 1}, "error_feedback": "ef21"},
+        rounds=3,
+    )
+    result = flsim.run(raw, run_dir=tmp_path / "run")
+    dense, top1 = 5 * 8, 8 + 1  # bytes of one tensor: uncompressed, and one value + its index
+    assert result.final["bytes_up"] == 6 * 2 * (dense + 2 * top1)
