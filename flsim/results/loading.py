@@ -57,6 +57,9 @@ RUN_COLUMNS: list[str] = [
     "run_dir",
 ]
 
+#: Prefix given to a metric column whose name is also a run column (``alpha`` → ``metric.alpha``).
+METRIC_CLASH_PREFIX = "metric."
+
 #: Metric columns every engine row carries (others are optional or algorithm specific).
 CORE_METRICS: list[str] = [
     "round",
@@ -422,6 +425,28 @@ def _empty_metrics() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="float64") for c in RUN_COLUMNS + CORE_METRICS})
 
 
+def _rename_clashing(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Metric columns named like a run column (a logged ``alpha``) move to ``metric.<name>``.
+
+    The run columns come from the config and label every row, so they keep the plain name;
+    the metric keeps its values under :data:`METRIC_CLASH_PREFIX` (repeated while that name
+    is taken too), so nothing a run logged is lost. One warning lists every rename.
+    """
+    renames: dict[str, str] = {}
+    taken = set(metrics.columns) | set(RUN_COLUMNS)
+    for col in metrics.columns:
+        if col in RUN_COLUMNS:
+            new = METRIC_CLASH_PREFIX + col
+            while new in taken:
+                new = METRIC_CLASH_PREFIX + new
+            taken.add(new)
+            renames[col] = new
+    if renames:
+        log.warning("metric columns named like run columns were renamed: %s", renames)
+        metrics = metrics.rename(columns=renames)
+    return metrics
+
+
 def _concat_metrics(tables: list[pa.Table], run_index: list[int], runs: pd.DataFrame) -> pd.DataFrame:
     """Concatenate per-run Arrow tables and attach run columns with one vectorised take."""
     lengths = np.array([t.num_rows for t in tables], dtype=np.int64)
@@ -433,11 +458,7 @@ def _concat_metrics(tables: list[pa.Table], run_index: list[int], runs: pd.DataF
         metrics = pd.concat([t.to_pandas() for t in tables], ignore_index=True, sort=False)
     else:
         metrics = combined.to_pandas()
-    metrics = _normalise_metrics(metrics)
-    clash = [c for c in metrics.columns if c in RUN_COLUMNS]
-    if clash:
-        log.warning("metric columns %s shadow run columns; dropping them", clash)
-        metrics = metrics.drop(columns=clash)
+    metrics = _rename_clashing(_normalise_metrics(metrics))
     meta = runs[RUN_COLUMNS].take(np.repeat(np.asarray(run_index), lengths)).reset_index(drop=True)
     return pd.concat([meta, metrics], axis=1)
 
