@@ -71,6 +71,15 @@ class RayEventParts(_RayPool):
         self.assignment = self.owned  # the partition, not the pool's round robin
         return super()._configure(indices)
 
+    def abandon(self) -> None:
+        """Kill the actors instead of pooling them: after a failed or interrupted run they may
+        still hold queued calls, which a later run must not wait behind."""
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors = []
+
     def call(self, part: int, method: str, *args: Any) -> Any:
         return self.actors[part].part.remote(method, *args)
 
@@ -221,7 +230,7 @@ class RayEventRunner:
         last checkpoint (or from the start), whose rows are written again."""
         scenario = self.scenario
         pool = RayEventParts(scenario, owned_nodes(owner, facts["parts"]))
-        recoveries = 0
+        recoveries, finished = 0, False
         try:
             pool.start()
             while True:
@@ -244,8 +253,11 @@ class RayEventRunner:
                     self.writer.truncate_metrics(-1)
             facts["stats"] = simulation.stats.facts()
             facts["stats"]["actor_busy_s"] = RayPartExecutor(pool)._all("busy_seconds")
+            finished = True
             return final, {"placement": pool.describe(), "recoveries": recoveries, "event_parallelism": facts}
         finally:
+            if not finished:
+                pool.abandon()
             pool.shutdown()
 
 
