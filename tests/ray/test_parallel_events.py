@@ -6,6 +6,7 @@ One Ray session (num_cpus=2) serves the whole module; it is always shut down.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -92,9 +93,9 @@ def test_the_auto_rule_weighs_shared_work_against_two_messages_per_level():
     assert pays_off(work_per_level=0.004, parts=4, round_trip=0.001, transfer=0.0)  # 3 ms > 2 ms
 
 
-def _kill_part_on_flush(monkeypatch, flush: int, part: int) -> list[int]:
-    """SIGKILL actor ``part`` as the ``flush``-th stretch of events (or of synchronous
-    iterations) starts, after a checkpoint."""
+def _kill_part_on_flush(monkeypatch, flush: int, part: int, how: int = signal.SIGKILL) -> list[int]:
+    """Signal (SIGKILL) actor ``part`` as the ``flush``-th stretch of events (or of
+    synchronous iterations) starts, after a checkpoint."""
     calls: list[int] = []
     killed: list[int] = []
 
@@ -103,7 +104,7 @@ def _kill_part_on_flush(monkeypatch, flush: int, part: int) -> list[int]:
             calls.append(1)
             if len(calls) == flush and not killed:
                 killed.append(self.pool.describe()["actors"][part]["pid"])
-                os.kill(killed[0], signal.SIGKILL)
+                os.kill(killed[0], how)
             return original(self, work)
 
         return run
@@ -141,3 +142,20 @@ def test_a_parallel_run_out_of_recoveries_resumes_to_identical_metrics(tmp_path,
     assert resumed.summary["status"] == "completed"
     assert resumed.summary["event_parallelism"]["mode"] == "on"
     assert metrics_without_wall_time(run_dir) == metrics_without_wall_time(reference.run_dir)
+
+
+@pytest.mark.slow
+def test_a_frozen_part_actor_fails_the_run_within_the_timeout(tmp_path, monkeypatch):
+    """A SIGSTOPped actor neither answers nor dies: the level waits end at backend.timeout_s."""
+    raw = _scenario("dadao", "ring", "uniform")
+    frozen = _kill_part_on_flush(monkeypatch, 2, 1, signal.SIGSTOP)
+    try:
+        with pytest.raises(TimeoutError, match=r"did not answer within backend\.timeout_s=3"):
+            flsim.run(_on_ray(raw, 2, timeout_s=3), run_dir=tmp_path / "ray")
+    finally:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert frozen
+    summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
+    assert summary["status"] == "failed" and "timeout_s=3" in summary["error"]
