@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import platform
 import time
@@ -259,7 +258,7 @@ def _simulate(
 
 def replay_run(source: str | Path, run_dir: str | Path) -> RunResult:
     """Re-run a wall-clock run's realised event log on the virtual-time engine."""
-    from flsim.engine.event_driver import replay
+    from flsim.engine.event_driver import replay_file
     from flsim.tasks import build_task
 
     source = Path(source)
@@ -269,11 +268,13 @@ def replay_run(source: str | Path, run_dir: str | Path) -> RunResult:
     raw = read_yaml(source / CONFIG)
     raw.pop("versions", None)
     scenario = load_scenario(raw)
-    events = [json.loads(line) for line in log_path.read_text().splitlines()]
-    log = [(e["t"], e["kind"], e["i"], e["j"]) for e in events]
-    writer = RunWriter(Path(run_dir))
-    writer.write_config({**resolved_config(scenario), "versions": versions()})
-    replay(scenario, build_task(scenario.task, scenario.seed), writer, log)
+
+    def open_writer() -> RunWriter:
+        writer = RunWriter(Path(run_dir))
+        writer.write_config({**resolved_config(scenario), "versions": versions()})
+        return writer
+
+    writer = replay_file(scenario, build_task(scenario.task, scenario.seed), log_path, open_writer)
     writer.write_parquet()
     summary = {
         "name": scenario.name,

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
 from flsim.backends.base import EventCoordinator
+from flsim.config.errors import ConfigError
 from flsim.config.schema import Scenario
-from flsim.hosts.event_host import EventSimulation, node_state
+from flsim.engine.event_log import check_edges, read_event_log
+from flsim.hosts.event_host import EventSimulation, eval_interval, node_state
 from flsim.hosts.sinks import Progress, RowSink, Silent, Writer
 from flsim.tasks.base import Task
 
@@ -25,6 +28,7 @@ logger = logging.getLogger("flsim")
 
 #: Builds the coordinator of a backend kind (see :mod:`flsim.engine.modes`).
 CoordinatorFactory = Callable[[Scenario, Task, Writer, Progress], EventCoordinator]
+W = TypeVar("W", bound=RowSink)
 
 
 def run_events(
@@ -107,7 +111,54 @@ def replay(
     Metrics rows are written on the ``eval.every_time`` grid, as in a virtual-time run.
     Returns the simulation, whose algorithm holds the final state.
     """
-    simulation = EventSimulation(scenario, task, writer, Silent())
+    return _apply(EventSimulation(scenario, task, writer, Silent()), scenario, writer, log)
+
+
+class _OpenOnFirstRow:
+    """A row sink that opens the run directory only when the replay writes its first row,
+    so that a log refused by :func:`check_edges` leaves no directory behind."""
+
+    def __init__(self, open_writer: Callable[[], RowSink]) -> None:
+        self._open = open_writer
+        self.writer: RowSink | None = None
+
+    def _target(self) -> RowSink:
+        if self.writer is None:
+            self.writer = self._open()
+        return self.writer
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        self._target().append_metrics(row)
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        self._target().save_checkpoint(state)
+
+    def truncate_metrics(self, last_round: int) -> None:
+        self._target().truncate_metrics(last_round)
+
+
+def replay_file(scenario: Scenario, task: Task, path: Path, open_writer: Callable[[], W]) -> W:
+    """``flsim replay``: check a run's ``events.jsonl`` (untrusted, :mod:`.event_log`), then
+    replay it into the writer that ``open_writer`` creates; returns that writer.
+
+    Every check runs before ``open_writer`` is called: a refused log creates no run directory.
+    """
+    if scenario.budget.time is None:
+        raise ConfigError("budget.time", None, "replay needs the time budget of the wall run")
+    limit = float(scenario.budget.time) + eval_interval(scenario)
+    log = read_event_log(path, task.num_clients, limit)
+    sink = _OpenOnFirstRow(open_writer)
+    simulation = EventSimulation(scenario, task, sink, Silent())
+    check_edges(path, log, (graph.edges for graph in simulation.graphs))
+    _apply(simulation, scenario, sink, log)
+    assert sink.writer is not None  # the replay always writes its first row
+    return cast(W, sink.writer)
+
+
+def _apply(
+    simulation: EventSimulation, scenario: Scenario, writer: RowSink, log: list[tuple[float, str, int, int]]
+) -> EventSimulation:
+    """The replay proper: apply ``log`` in order, writing rows on the evaluation grid."""
     algorithm, counters = simulation.algorithm, simulation.counters
     every = simulation.every_time
     end = float(scenario.budget.time or (log[-1][0] if log else 0.0))
