@@ -12,8 +12,13 @@ exactly symmetric, its rows sum to one and it is supported on the graph by const
   subgradient; ``auto`` picks ``first_order`` once :func:`predicted_sdp_seconds` exceeds
   :data:`SDP_SECONDS_BUDGET`.
 
-A solver failure falls back to Metropolis loudly: a warning is logged, ``fallback`` is true
-and ``status`` says why.
+A solver that raises falls back to Metropolis loudly: a warning is logged, ``fallback`` is
+true and ``status`` says why. An exact solver (interior point, cvxpy) that returns is judged
+by its status (:func:`_judge`): ``optimal`` is used; ``inaccurate`` is used with a warning
+naming the status and the duality gap, both recorded in :meth:`Mixing.summary`; anything else
+(the interior point out of iterations) is a :class:`ConfigError`, because its W is not the
+optimum the scenario asked for. ``first_order`` has no optimality certificate and always ends
+at its iteration count (``max_iterations``): its W is never worse than Metropolis.
 """
 
 from __future__ import annotations
@@ -91,6 +96,8 @@ class Mixing:
     bound: float | None = None
     fallback: bool = False
     iterations: int = 0
+    #: The interior point's final duality gap ⟨X, S⟩ (``None`` where the solver reports none).
+    gap: float | None = None
     edge_weights: np.ndarray | None = None
     edges: list[tuple[int, int]] = field(default_factory=list)
 
@@ -119,6 +126,7 @@ class Mixing:
             "bound": self.bound,
             "solve_seconds": self.solve_seconds,
             "iterations": self.iterations,
+            "gap": self.gap,
             "row_stochastic_only": self.row_stochastic_only,
         }
 
@@ -289,7 +297,8 @@ def mixing_matrix(
     start = time.perf_counter()
     if method == "uniform" or method in HEURISTICS:
         return _closed_form(graph, method, edges, key, start)
-    return _optimized(graph, method, edges, solver, sdp_backend, first_order_iterations, start)
+    used = choose_solver(graph.number_of_nodes(), len(edges), solver)
+    return _optimized(graph, method, edges, used, sdp_backend, first_order_iterations, start, key)
 
 
 def _closed_form(
@@ -334,14 +343,14 @@ def _optimized(
     graph: nx.Graph,
     method: str,
     edges: list[tuple[int, int]],
-    solver: str,
+    used: str,
     sdp_backend: str,
     first_order_iterations: int | None,
     start: float,
+    key: str,
 ) -> Mixing:
-    """FDLA or FMMC weights from an SDP solver; Metropolis (flagged ``fallback``) if it fails."""
+    """FDLA or FMMC weights from an SDP solver; Metropolis (flagged ``fallback``) if it raises."""
     n = graph.number_of_nodes()
-    used = choose_solver(n, len(edges), solver)
     nonnegative = method == "fmmc"
     try:
         with single_blas_thread():
@@ -367,6 +376,7 @@ def _optimized(
             edge_weights=edge_weights,
             edges=edges,
         )
+    _judge(solution, method, key)
     seconds = time.perf_counter() - start
     value = slem(weights)
     facts = (solution.solver, value, solution.status, solution.iterations, seconds)
@@ -380,6 +390,36 @@ def _optimized(
         solve_seconds=seconds,
         bound=solution.bound,
         iterations=solution.iterations,
+        gap=solution.gap,
         edge_weights=solution.edge_weights,
         edges=edges,
+    )
+
+
+def _judge(solution: SdpSolution, method: str, key: str) -> None:
+    """Use an ``optimal`` W; warn about an ``inaccurate`` one; refuse any other exact result.
+
+    ``inaccurate`` (the interior point stopped at float64's limits with the gap above 1e-7,
+    or cvxpy's ``optimal_inaccurate``) is a feasible W close to the optimum: its SLEM is
+    recomputed exactly, so the loss is visible. A non-converged interior point is not the
+    (G4)/(G5) optimum, and falling back silently would run a different algorithm than asked.
+    """
+    if solution.solver == "first_order" or solution.status == "optimal":
+        return
+    gap = "not reported" if solution.gap is None else f"{solution.gap:.3g}"
+    if solution.status == "inaccurate":
+        logger.warning(
+            "%s weights: solver %s stopped short of the optimum (status inaccurate, duality gap %s); "
+            "using its W (the run summary records the status and gap)",
+            method,
+            solution.solver,
+            gap,
+        )
+        return
+    raise ConfigError(
+        key,
+        method,
+        f"the {solution.solver} solver did not reach the optimum (status {solution.status} after "
+        f"{solution.iterations} iterations, duality gap {gap}); use solver first_order for an "
+        "approximate W, or a closed-form mixing",
     )
