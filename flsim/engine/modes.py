@@ -126,6 +126,23 @@ def check_mode_sections(scenario: Scenario) -> None:
     if downlink is not None and "compression.downlink" not in mode.reads:
         reason = f"a compressed downlink is supported by the synchronous driver only, not {mode.name!r}"
         raise ConfigError("compression.downlink", downlink.kind, reason)
+    _check_backend_switches(scenario, name, mode)
+
+
+def _check_backend_switches(scenario: Scenario, name: str, mode: Mode) -> None:
+    """``on`` asks for something the run would not do: say so instead of running without it.
+
+    ``auto`` (the default) and ``off`` stay valid everywhere, so one backend section can serve
+    a sweep over algorithms.
+    """
+    if scenario.backend.event_parallelism != "on":
+        return
+    if mode.name != "events":
+        reason = f"parallel event runs apply to event-driven algorithms; {name!r} is a {mode.name!r} one"
+        raise ConfigError("backend.event_parallelism", "on", reason)
+    if scenario.backend.kind != "ray":
+        reason = "the embedded backend runs events in one process; parallel event runs need backend.kind: ray"
+        raise ConfigError("backend.event_parallelism", "on", reason)
 
 
 register_check("mode", check_mode_sections)

@@ -220,3 +220,29 @@ def test_an_unknown_event_parallelism_is_a_config_error():
     raw = make_ridge("dadao", backend={"kind": "ray", "event_parallelism": "sometimes"})
     with pytest.raises((ConfigError, ConfigErrors), match=r"backend\.event_parallelism"):
         load_scenario(raw)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "backend", "reason"),
+    [
+        ("dadao", {"kind": "local", "event_parallelism": "on"}, "backend.kind: ray"),
+        ("fedavg", {"kind": "ray", "event_parallelism": "on"}, "event-driven"),
+    ],
+)
+def test_event_parallelism_on_where_it_would_be_ignored_is_refused(algorithm, backend, reason):
+    from flsim.config.errors import ConfigError, ConfigErrors
+
+    raw = make_ridge("dadao", backend=backend)
+    if algorithm != "dadao":
+        raw = {**raw, "algorithm": {"name": algorithm, "lr": 0.1}}
+        raw.pop("topology", None)
+        raw.pop("budget", None)
+    with pytest.raises((ConfigError, ConfigErrors), match=rf"backend\.event_parallelism.*{reason}"):
+        load_scenario(raw)
+
+
+def test_event_parallelism_auto_and_off_are_valid_on_any_backend():
+    for setting in ("auto", "off"):
+        assert (
+            load_scenario(make_ridge("dadao", backend={"event_parallelism": setting})).backend.kind == "local"
+        )
