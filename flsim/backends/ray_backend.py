@@ -33,7 +33,7 @@ from typing import Any
 
 from flsim.algorithms.base import Reply, Tensors
 from flsim.backends.base import Backend, WorkerLost
-from flsim.config.errors import ConfigError, clip
+from flsim.config.errors import ConfigError, ConfigErrors, clip
 from flsim.config.schema import Scenario
 
 log = logging.getLogger("flsim.ray")
@@ -209,6 +209,14 @@ STARTUP = "startup_timeout_s"
 
 #: Idle workers of the current Ray session, by CPUs per actor (see the module docstring).
 _IDLE: dict[tuple[str, str, float], list[Any]] = {}
+
+
+def user_error(exc: BaseException) -> ConfigError | ConfigErrors | None:
+    """The :class:`ConfigError` (or :class:`ConfigErrors`) an actor raised, out of Ray's
+    task error, so the CLI reports it as bad input (exit 2, one line) without the actor's
+    traceback; ``None`` for any other failure."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, ConfigError | ConfigErrors) else None
 
 
 def release_idle_workers() -> None:
@@ -403,7 +411,7 @@ class _RayPool:
         (``startup_timeout_s``): a process start, imports and building the task take seconds
         here and minutes on a cluster that installs a runtime environment first."""
         import ray
-        from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError
+        from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError, RayTaskError
 
         timeout = getattr(self.scenario.backend, limit)
         try:
@@ -412,6 +420,11 @@ class _RayPool:
             raise TimeoutError(f"a Ray actor did not answer within backend.{limit}={timeout:g}s") from exc
         except (RayActorError, ObjectLostError) as exc:
             raise WorkerLost(f"a Ray actor died: {exc}") from exc
+        except RayTaskError as exc:
+            error = user_error(exc)
+            if error is None:
+                raise
+            raise error from None
 
     def _new_actor(self) -> Any:
         import ray

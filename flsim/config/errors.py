@@ -49,6 +49,12 @@ class ConfigError(ValueError):
         self.reason = reason
         super().__init__(f"{clip(key, MAX_ECHO)}: {clip(reason, MAX_REASON)} (got {echo(value)})")
 
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[str, Any, str]]:
+        """Pickle by the three fields: a check that fails in a Ray actor (where the data is
+        built) must reach the driver as this error, not as Ray's stand-in for one it cannot
+        rebuild (the default pickles ``args``, the one formatted message)."""
+        return type(self), (self.key, self.value, self.reason)
+
 
 class ConfigErrors(ValueError):
     """Several :class:`ConfigError` at once, so a user can fix a file in one pass."""
@@ -56,6 +62,9 @@ class ConfigErrors(ValueError):
     def __init__(self, errors: list[ConfigError]) -> None:
         self.errors = errors
         super().__init__("\n".join(str(e) for e in errors))
+
+    def __reduce__(self) -> tuple[type[ConfigErrors], tuple[list[ConfigError]]]:
+        return type(self), (self.errors,)
 
 
 def errors_from_validation(exc: ValidationError, prefix: str = "") -> ConfigErrors:
