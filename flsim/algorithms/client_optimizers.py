@@ -339,11 +339,29 @@ def optimizer_training(
     return y
 
 
-def check_client_optimizer_scenario(scenario: Any) -> None:
-    """Registered scenario check: :func:`check_against_scenario` on the parsed algorithm."""
-    from flsim.algorithms.base import parse_algorithm_config
+def check_state_is_kept(algorithm: type, options: Any) -> None:
+    """``state: persist`` only where local steps run a client optimizer that has state.
 
-    check_against_scenario(parse_algorithm_config(scenario.algorithm).client_optimizer, scenario)
+    The compressed one-step methods, dpsgd and the event-driven methods take each gradient
+    without a client optimizer (their class says ``has_local_steps = False``), so a persist
+    setting would keep nothing and change nothing: refused rather than ignored. Only an
+    explicit persist can trip this; the default is ``reset``.
+    """
+    if options.state == "persist" and not getattr(algorithm, "has_local_steps", True):
+        from flsim.config.errors import ConfigError
+
+        reason = f"{algorithm.name!r} has no local steps, so no optimizer state to keep; use reset"
+        raise ConfigError("algorithm.client_optimizer.state", options.state, reason)
+
+
+def check_client_optimizer_scenario(scenario: Any) -> None:
+    """Registered scenario check: :func:`check_against_scenario` and :func:`check_state_is_kept`
+    on the parsed algorithm."""
+    from flsim.algorithms.base import REGISTRY, parse_algorithm_config
+
+    config = parse_algorithm_config(scenario.algorithm)
+    check_against_scenario(config.client_optimizer, scenario)
+    check_state_is_kept(REGISTRY[config.name], config.client_optimizer)
 
 
 register_check("client_optimizer", check_client_optimizer_scenario)

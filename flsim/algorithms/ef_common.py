@@ -99,6 +99,8 @@ class CompressedRoundAlgorithm(RoundAlgorithm):
     """Base class: the compressor, one gradient per round, the wire format and the weights."""
 
     Config: ClassVar[type[AlgorithmConfig]] = CompressedConfig
+    #: One gradient at x per round, no client optimizer: nothing for ``state: persist`` to keep.
+    has_local_steps: ClassVar[bool] = False
     #: A compressor for :meth:`example_scenario` (registry-wide tests).
     example_compressor: ClassVar[dict[str, Any]] = {"kind": "topk", "k": 2}
 

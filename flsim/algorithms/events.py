@@ -56,6 +56,8 @@ class EventAlgorithm(ABC):
     mode: ClassVar[str] = "events"
     #: Iterations on a global clock (``step``) instead of node and edge clocks.
     synchronous: ClassVar[bool] = False
+    #: Gradient events, not local training: nothing for ``client_optimizer.state: persist`` to keep.
+    has_local_steps: ClassVar[bool] = False
     #: Attributes that make up the whole state (checkpoints): arrays, copied on save.
     state_fields: ClassVar[tuple[str, ...]] = ("grad_events",)
     #: The per-node fields an edge event reads from its other endpoint (None: every per-node

@@ -111,6 +111,8 @@ class DPSGD(GossipAlgorithm):
     and applied after it. One gradient per round; ``order`` does not apply."""
 
     name = "dpsgd"
+    #: One plain gradient per round: nothing for ``client_optimizer.state: persist`` to keep.
+    has_local_steps: ClassVar[bool] = False
 
     def local_phase(self, x: Tensor, state: Tensors, ctx: ClientContext) -> tuple[Tensor, Tensors]:
         gradient = ctx.grad(x, next(ctx.batches()))
