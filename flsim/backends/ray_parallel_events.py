@@ -41,6 +41,7 @@ from flsim.backends.ray_backend import (
 from flsim.backends.ray_events import run_streamed
 from flsim.config.schema import Scenario
 from flsim.hosts.event_host import EventSimulation
+from flsim.hosts.event_mailbox import SlotPlanner, create_mailboxes, remove_mailboxes
 from flsim.hosts.event_parallel import (
     ParallelEventSimulation,
     can_run_in_parallel,
@@ -101,33 +102,81 @@ class RayPartExecutor:
     def __init__(self, pool: RayEventParts) -> None:
         self.pool = pool
         self.owned = pool.owned
+        self.planner: SlotPlanner | None = None
 
     def _all(self, method: str, *args: Any) -> list[Any]:
         return self.pool._get([self.pool.call(p, method, *args) for p in range(len(self.owned))])
 
     def reset(self) -> None:
+        """Every part back to the start, and the mailboxes set up anew (a replaced actor
+        maps fresh ones)."""
         self._all("reset")
+        self.planner = None
+        self._all("attach", 0, None, None)  # fresh ones below, or the object store
+        nodes = {actor["node_id"] for actor in self.pool.describe()["actors"]}
+        if len(nodes) > 1:  # parts on several machines: states travel through the object store
+            return
+        layout = self._all("slot_layout")[0]
+        paths = create_mailboxes(len(self.owned), layout)
+        if paths is None:
+            return
+        try:
+            parts = range(len(self.owned))
+            self.pool._get([self.pool.call(p, "attach", p, paths, layout) for p in parts])
+        finally:
+            remove_mailboxes(paths)  # mapped by every part: the memory lives as long as they do
+        self.planner = SlotPlanner(len(self.owned), layout.slots())
+
+    @property
+    def handover(self) -> str:
+        """How node states travel between the parts (recorded in ``summary.json``)."""
+        return "object store" if self.planner is None else "shared memory"
 
     def run_levels(self, plan: LevelPlan) -> None:
         """Submit every level's calls without waiting between levels; an actor runs its calls
         in order, so waiting for each actor's latest call waits for all of them."""
+        planner = self.planner
+        if planner is not None and not all(
+            planner.fits([len(call.exports) for call in calls]) for calls in plan.calls
+        ):
+            planner = None  # a level exports more states than the mailboxes hold: arrays
+        latest = self._submit(plan, planner)
+        self.pool.wait(list(latest.values()))
+        if planner is not None:
+            planner.settled()
+
+    def _submit(self, plan: LevelPlan, planner: SlotPlanner | None) -> dict[int, Any]:
         parts = len(self.owned)
         outputs: list[Any] = [None] * parts
         latest: dict[int, Any] = {}
         waited: list[Any] = []
         for level, (calls, senders) in enumerate(zip(plan.calls, plan.senders, strict=True)):
             previous, outputs = outputs, [None] * parts
-            for p, call in enumerate(calls):
+            heads = [self._head(call, planner, p) for p, call in enumerate(calls)]
+            for p, (call, fences) in enumerate(heads):
                 if call.imports or call.events or call.exports:
-                    incoming = (previous[q] for q in senders[p])
-                    outputs[p] = latest[p] = self.pool.call(p, "level", replace(call, later=[]), *incoming)
+                    incoming = [previous[q] for q in senders[p]]
+                    outputs[p] = latest[p] = self.pool.call(p, "level", call, *incoming, *fences)
+                    for q in senders[p] if planner is not None else ():
+                        planner.read_by(q, outputs[p])
+            if planner is not None:
+                planner.written([call.slots for call, _ in heads])
             for p, call in enumerate(calls):
                 if call.later:  # after the exports left: partners do not wait for these
                     latest[p] = self.pool.call(p, "level", LevelCall(events=call.later))
             if level % CHUNK == CHUNK - 1:
                 self.pool.wait(waited)  # the chunk before this one; this one stays in flight
                 waited = list(latest.values())
-        self.pool.wait(list(latest.values()))
+        return latest
+
+    @staticmethod
+    def _head(call: LevelCall, planner: SlotPlanner | None, part: int) -> tuple[LevelCall, list[Any]]:
+        """The level's first call of ``part``, with mailbox slots for its exports, and the
+        calls it must wait for before it overwrites those slots."""
+        if planner is None:
+            return replace(call, later=[]), []
+        slots, fences = planner.assign(part, len(call.exports))
+        return replace(call, later=[], slots=slots, fences=len(fences)), fences
 
     def run_sync(self, iterations: int) -> None:
         gradients: list[Any] = []
@@ -234,8 +283,9 @@ class RayEventRunner:
         try:
             pool.start()
             while True:
+                executor = RayPartExecutor(pool)
                 simulation = ParallelEventSimulation(
-                    scenario, self.task, self.writer, self.progress, RayPartExecutor(pool), owner
+                    scenario, self.task, self.writer, self.progress, executor, owner
                 )
                 try:
                     if checkpoint is not None:
@@ -253,6 +303,7 @@ class RayEventRunner:
                     self.writer.truncate_metrics(-1)
             facts["stats"] = simulation.stats.facts()
             facts["stats"]["actor_busy_s"] = RayPartExecutor(pool)._all("busy_seconds")
+            facts["stats"]["handover"] = executor.handover
             finished = True
             return final, {"placement": pool.describe(), "recoveries": recoveries, "event_parallelism": facts}
         finally:

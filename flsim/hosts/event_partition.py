@@ -117,12 +117,17 @@ class LevelCall:
     events in time order; ``exports``: this part's nodes whose state partners need next;
     ``later``: local events of the level that no export depends on, applied in a second call
     after the exports left, so that partners never wait for them (see :func:`split_cone`).
+    How the states travel is the executor's: ``slots`` are the mailbox slots the exports go
+    to (none: they are returned as arrays), and the call's last ``fences`` arguments are
+    calls it only waits for (see :mod:`flsim.hosts.event_mailbox`).
     """
 
     imports: list[Event] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     exports: list[int] = field(default_factory=list)
     later: list[Event] = field(default_factory=list)
+    slots: list[int] = field(default_factory=list)
+    fences: int = 0
 
     def __bool__(self) -> bool:
         return bool(self.imports or self.events or self.exports or self.later)

@@ -23,11 +23,13 @@ import numpy as np
 
 from flsim.algorithms.events import EventAlgorithm, SynchronousEventAlgorithm
 from flsim.config.schema import Scenario
+from flsim.hosts.event_mailbox import Mailboxes, SlotLayout
 from flsim.hosts.event_partition import LevelCall
 from flsim.hosts.sinks import RowCollector, Silent
 from flsim.tasks.base import Task
 
-NodeStates = dict[int, dict[str, np.ndarray]]
+#: Exported node states: the rows themselves, or where they lie in a mailbox (part, slot).
+NodeStates = dict[int, dict[str, np.ndarray] | tuple[int, int]]
 
 
 def build_event_algorithm(scenario: Scenario, task: Task) -> EventAlgorithm:
@@ -56,6 +58,7 @@ class EventPart:
         self.owned = list(owned)
         self.owned_set = set(self.owned)
         self.touched = True
+        self.mailboxes: Mailboxes | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -72,6 +75,10 @@ class EventPart:
         #: Seconds spent applying events and steps (the benchmark's busy share of an actor).
         self.busy = 0.0
 
+    def close(self) -> None:
+        """Unmap the mailboxes (the actor releases this part)."""
+        self.attach(0, None, None)
+
     def _touch(self) -> None:
         self._check()
         self.touched = True
@@ -82,15 +89,30 @@ class EventPart:
         if self.failure is not None:
             raise RuntimeError(f"an earlier call of this event part failed: {self.failure}")
 
-    def _export(self, node: int) -> dict[str, np.ndarray]:
-        return {name: np.array(getattr(self.algorithm, name)[node], copy=True) for name in self.exchanged}
+    def _rows(self, node: int) -> dict[str, np.ndarray]:
+        return {name: getattr(self.algorithm, name)[node] for name in self.exchanged}
 
-    def level(self, call: LevelCall, *incoming: NodeStates) -> NodeStates:
-        """Apply one level's call; returns the exported node states (see ``plan_levels``)."""
+    def _export(self, node: int) -> dict[str, np.ndarray]:
+        return {name: np.array(row, copy=True) for name, row in self._rows(node).items()}
+
+    def slot_layout(self) -> SlotLayout:
+        """What one exported node state occupies in a mailbox slot."""
+        return SlotLayout.of(self._rows(self.owned[0]))
+
+    def attach(self, index: int, paths: list[str] | None, layout: SlotLayout | None) -> None:
+        """Hand states over through the mailboxes at ``paths`` (this part's is ``paths[index]``),
+        or, given ``None``, as arrays in the call results."""
+        if self.mailboxes is not None:
+            self.mailboxes.close()
+        self.mailboxes = None if paths is None or layout is None else Mailboxes(index, paths, layout)
+
+    def level(self, call: LevelCall, *incoming: Any) -> NodeStates:
+        """Apply one level's call; returns the exported node states (see ``plan_levels``).
+        The last ``call.fences`` arguments are only waited for (see ``SlotPlanner``)."""
         self._touch()
         start = time.perf_counter()
         try:
-            return self._level(call, incoming)
+            return self._level(call, incoming[: len(incoming) - call.fences])
         except Exception as exc:
             self.failure = repr(exc)
             raise
@@ -104,7 +126,11 @@ class EventPart:
             received.update(states)
         for t, i, j in call.imports:
             remote = j if i in self.owned_set else i
-            for name, value in received[remote].items():
+            rows = received[remote]
+            if isinstance(rows, tuple):
+                assert self.mailboxes is not None
+                rows = self.mailboxes.read(rows)
+            for name, value in rows.items():
                 getattr(algorithm, name)[remote] = value
             algorithm.on_edge(i, j, t)
         on_compute, on_edge = algorithm.on_compute, algorithm.on_edge
@@ -113,6 +139,13 @@ class EventPart:
                 on_compute(i, t)
             else:
                 on_edge(i, j, t)
+        if call.slots:
+            assert self.mailboxes is not None
+            mailboxes = self.mailboxes
+            return {
+                node: mailboxes.write(slot, self._rows(node))
+                for node, slot in zip(call.exports, call.slots, strict=True)
+            }
         return {node: self._export(node) for node in call.exports}
 
     def sync(self, another: bool, *gradients: dict[int, np.ndarray]) -> dict[int, np.ndarray]:

@@ -61,6 +61,7 @@ def test_parallel_parts_on_actors_match_the_local_run(tmp_path, algorithm, graph
     facts = remote.summary["event_parallelism"]
     assert facts["mode"] == "on" and facts["parts"] == actors
     assert len(remote.summary["placement"]["actors"]) == actors
+    assert facts["stats"]["handover"] == "shared memory"  # one machine: the mailboxes
     if algorithm != "adom_plus":
         assert 0 < facts["stats"]["cross_events"] < facts["stats"]["events"]
     # The last checkpoint holds every node's state, gathered from the parts: the same arrays.
