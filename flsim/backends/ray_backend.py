@@ -232,6 +232,20 @@ def release_idle_workers() -> None:
     _IDLE.clear()
 
 
+def _release_other_sizes(key: tuple[str, str, float]) -> None:
+    """Kill the pooled idle actors of other sizes before new actors are started: each still
+    reserves its CPUs, so a run asking for another ``cpus_per_actor`` could otherwise wait
+    for CPUs that only idle actors hold, until ``backend.startup_timeout_s``."""
+    import ray
+
+    for other in [k for k in _IDLE if k != key]:
+        for actor in _IDLE.pop(other):
+            try:
+                ray.kill(actor)
+            except Exception:  # a handle from an ended session: its actor is already gone
+                continue
+
+
 def _session_key(cpus: float) -> tuple[str, str, float]:
     """Pooled actors are reused only within one Ray session.
 
@@ -469,6 +483,8 @@ class _RayPool:
                 ray.kill(actor)
             except Exception:  # a handle Ray no longer knows fails at submission, with a plain Exception
                 continue
+        if len(self.actors) < size:
+            _release_other_sizes(_session_key(self.cpus))
         self.actors += [self._new_actor() for _ in range(size - len(self.actors))]
         return self._configure(list(range(size)))
 

@@ -160,3 +160,17 @@ def test_a_frozen_part_actor_fails_the_run_within_the_timeout(tmp_path, monkeypa
     assert frozen
     summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
     assert summary["status"] == "failed" and "timeout_s=3" in summary["error"]
+
+
+@pytest.mark.slow
+def test_pooled_actors_of_another_size_do_not_block_a_run(tmp_path):
+    """Idle pooled actors keep their CPU reservations: after three half-CPU parts, two one-CPU
+    parts find only half a CPU free unless the idle actors are let go (before, the run waited
+    until backend.startup_timeout_s and failed)."""
+    raw = _scenario("dadao", "ring", "uniform")
+    local = flsim.run(raw, run_dir=tmp_path / "local")
+    flsim.run(_on_ray(raw, 3), run_dir=tmp_path / "half")
+    wide = _on_ray(raw, 2, cpus_per_actor=1.0, startup_timeout_s=30)
+    remote = flsim.run(wide, run_dir=tmp_path / "whole")
+    assert remote.summary["event_parallelism"]["parts"] == 2
+    assert metrics_without_wall_time(remote.run_dir) == metrics_without_wall_time(local.run_dir)
