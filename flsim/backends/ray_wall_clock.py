@@ -147,7 +147,7 @@ def _run_actors(scenario: Scenario, size: int) -> list[dict[str, Any]]:
     """
     import ray
 
-    from flsim.backends.ray_backend import plugin_options
+    from flsim.backends.ray_backend import plugin_options, user_error
 
     options = {"num_cpus": scenario.backend.cpus_per_actor, "max_restarts": 0, **plugin_options(scenario)}
     actor_class = ray.remote(**options)(_WallWorker)
@@ -161,6 +161,11 @@ def _run_actors(scenario: Scenario, size: int) -> list[dict[str, Any]]:
         start = time.time() + scenario.wall.start_delay_s
         refs = [actor.run.remote(actors, start, scale, horizon) for actor in actors]
         return ray.get(refs, timeout=scenario.backend.timeout_s + horizon * scale)
+    except ray.exceptions.RayTaskError as exc:
+        error = user_error(exc)  # bad input found where it is used: exit 2, one line
+        if error is None:
+            raise
+        raise error from None
     finally:
         for actor in actors:
             ray.kill(actor)

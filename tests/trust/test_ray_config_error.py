@@ -1,5 +1,7 @@
 """A ConfigError raised inside a Ray actor reaches the CLI as exit 2 and one line.
 
+Both paths are covered: the actor pool of round-based runs and the wall-clock event actors.
+
 Some checks can only fail where the data is built: each actor builds the task itself, so a
 damaged dataset file fails in the actor. The error must cross Ray's pickling intact (same
 key, value and reason) and be unwrapped from Ray's task error on the driver.
@@ -80,5 +82,52 @@ def test_a_config_error_in_an_actor_is_exit_2_with_one_line(ray_session, tmp_pat
     line = one_error_line(err)
     assert code == 2, err
     assert line == (
+        "flsim: config error: task.dataset_params.path: no such directory on this worker (got '/shared/data')"
+    )
+
+
+WALL_PLUGIN = """
+import os
+
+from flsim.algorithms.base import register
+from flsim.algorithms.dadao import DADAO
+from flsim.config.errors import ConfigError
+
+
+@register
+class DadaoWhereItRuns(DADAO):
+    name = "dadao_where_it_runs"
+
+    def gradient(self, node, x):
+        if "FLSIM_TRUST_ON_DRIVER" not in os.environ:
+            raise ConfigError("task.dataset_params.path", "/shared/data", "no such directory on this worker")
+        return super().gradient(node, x)
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_config_error_in_a_wall_clock_actor_is_exit_2_with_one_line(
+    ray_session, tmp_path, capsys, monkeypatch
+):
+    (tmp_path / "flsim_trust_wall_where_built.py").write_text(WALL_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("FLSIM_TRUST_ON_DRIVER", "1")
+    raw = tiny_linreg(
+        algorithm={"name": "dadao_where_it_runs"},
+        topology={"kind": "ring"},
+        clients_per_round=None,
+        budget={"time": 4.0},
+        eval={"every_time": 2.0},
+        time="wall",
+        wall={"seconds_per_unit": 0.1, "start_delay_s": 0.5},
+        backend={"kind": "ray", "num_actors": 1, "cpus_per_actor": 0.5, "timeout_s": 60},
+        plugins=["flsim_trust_wall_where_built"],
+        output={"dir": str(tmp_path / "runs")},
+    )
+    raw["task"]["dataset_params"]["l2"] = 1.0
+    code, _, err = cli(capsys, "run", str(write_scenario(tmp_path / "w.yaml", raw)))
+    assert code == 2, err
+    assert one_error_line(err) == (
         "flsim: config error: task.dataset_params.path: no such directory on this worker (got '/shared/data')"
     )
