@@ -339,18 +339,24 @@ def optimizer_training(
     return y
 
 
-def check_state_is_kept(algorithm: type, options: Any) -> None:
+def check_state_is_kept(algorithm: type, options: Any, momentum: float) -> None:
     """``state: persist`` only where local steps run a client optimizer that has state.
 
     The compressed one-step methods, dpsgd and the event-driven methods take each gradient
     without a client optimizer (their class says ``has_local_steps = False``), so a persist
     setting would keep nothing and change nothing: refused rather than ignored. Only an
-    explicit persist can trip this; the default is ``reset``.
+    explicit persist can trip this; the default is ``reset``. Plain SGD (and SAM, SGDP) without
+    momentum has no state either.
     """
-    if options.state == "persist" and not getattr(algorithm, "has_local_steps", True):
-        from flsim.config.errors import ConfigError
+    if options.state != "persist":
+        return
+    from flsim.config.errors import ConfigError
 
+    if not getattr(algorithm, "has_local_steps", True):
         reason = f"{algorithm.name!r} has no local steps, so no optimizer state to keep; use reset"
+        raise ConfigError("algorithm.client_optimizer.state", options.state, reason)
+    if options.name in ("sgd", "sam", "sgdp") and momentum == 0:
+        reason = f"{options.name} without algorithm.momentum keeps no state between steps; use reset"
         raise ConfigError("algorithm.client_optimizer.state", options.state, reason)
 
 
@@ -361,7 +367,8 @@ def check_client_optimizer_scenario(scenario: Any) -> None:
 
     config = parse_algorithm_config(scenario.algorithm)
     check_against_scenario(config.client_optimizer, scenario)
-    check_state_is_kept(REGISTRY[config.name], config.client_optimizer)
+    momentum = float(getattr(config, "momentum", 0.0) or 0.0)
+    check_state_is_kept(REGISTRY[config.name], config.client_optimizer, momentum)
 
 
 register_check("client_optimizer", check_client_optimizer_scenario)

@@ -56,7 +56,19 @@ def test_reset_and_the_default_still_load(name):
 @pytest.mark.parametrize("name", ["fedavg", "fedsam", "scaffold", "dfedavg", "dfedsam", "fedamd"])
 def test_methods_with_local_steps_accept_persist(name):
     raw = _scenario(name, state="persist")
+    raw["algorithm"]["momentum"] = 0.5  # heavy-ball SGD: a momentum buffer to keep
     assert load_scenario(raw).algorithm["client_optimizer"]["state"] == "persist"
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "sam", "sgdp"])
+def test_persist_of_a_stateless_sgd_is_refused(optimizer):
+    """Without momentum, SGD, SAM and SGDP keep nothing between steps: persist would be a no-op."""
+    raw = _scenario("fedavg", state="persist")
+    raw["algorithm"]["client_optimizer"]["name"] = optimizer
+    with pytest.raises((ConfigError, ConfigErrors)) as caught:
+        load_scenario(raw)
+    assert _keys(caught.value) == [("algorithm.client_optimizer.state", "persist")]
+    assert "without algorithm.momentum" in str(caught.value)
 
 
 def test_the_set_of_refusing_methods_is_the_registry_minus_those_with_local_steps():
@@ -66,7 +78,8 @@ def test_the_set_of_refusing_methods_is_the_registry_minus_those_with_local_step
             load_scenario(_scenario(name, state="persist"))
         except (ConfigError, ConfigErrors) as exc:
             assert _keys(exc) == [("algorithm.client_optimizer.state", "persist")], name
-            refusing.add(name)
+            if "no local steps" in str(exc):  # the others: plain SGD without momentum
+                refusing.add(name)
     assert refusing == set(WITHOUT_LOCAL_STEPS)
 
 
