@@ -17,3 +17,17 @@ def linreg_scenario() -> dict[str, Any]:
 @pytest.fixture
 def digits_scenario() -> dict[str, Any]:
     return tiny_digits()
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """One Ray session per test module (2 CPUs), always shut down: starting Ray takes seconds."""
+    import ray
+
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False
+    )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

@@ -17,19 +17,6 @@ from tests.builders import metrics_without_wall_time, tiny_digits
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    ray.init(
-        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False
-    )
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
 @pytest.mark.parametrize(
     "algorithm",
     [

@@ -10,19 +10,6 @@ from tests.builders import metrics_without_wall_time, tiny_linreg
 pytestmark = pytest.mark.ray
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    ray.init(
-        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False
-    )
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
 def test_lazy_linreg_is_bit_identical_on_ray(tmp_path, ray_session):
     """2,000 clients of dim 50 are lazy by size (no patching: the actors are other processes).
 

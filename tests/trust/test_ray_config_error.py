@@ -33,19 +33,6 @@ def test_config_errors_survive_pickling_with_key_value_and_reason():
     assert str(copied) == str(both)
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    ray.init(
-        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False
-    )
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
 #: An algorithm plugin whose clients check something that exists only where the driver's
 #: marker is set: Ray's workers got their environment when the session started, before the
 #: test sets the marker (like a data path present on the driver's machine but not a worker's).
