@@ -22,7 +22,9 @@ other) over the sequential engine's, i.e. what the split itself costs, and
 ``larger_part_share`` the larger part's share of it (0.5: balanced), and
 ``modelled_two_idle_cores_speedup``: from those calls' measured durations, the speedup the
 level schedule would give on two idle cores with 2 ms per message (a model, not a run), and
-with 5 ms (what handing a 1.5 MB state from one actor to another cost here).
+with 5 ms (what handing a 1.5 MB state from one actor to another cost through Ray's object
+store here; ``mlp_handover`` says how the run handed states over: ``shared memory`` on one
+machine).
 ``mlp_actor_busy_share``: the share of the parallel run's wall time the two actors spent
 applying events (1.0: both busy all the time).
 Other processes on the machine slow both sides; the ratios are measured in the same run.
@@ -248,6 +250,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "mlp_expected_cross_fraction": facts["expected_cross_fraction"],
         "mlp_events_per_level": stats["events"] / stats["levels"],
         "mlp_actor_busy_share": sum(stats["actor_busy_s"]) / (2 * stats["events"] / parallel),
+        "mlp_handover": stats["handover"],
         "convex_coordinator_events_per_s": convex_off,
         "convex_auto_events_per_s": convex_auto,
         "convex_auto_over_coordinator": convex_auto / convex_off,
