@@ -135,17 +135,27 @@ class _Recorder:
         self.name, self.config, self.num_nodes = local.name, local.config, local.num_nodes
         self.state_fields = local.state_fields
         self.stats = ParallelStats()
+        #: Whether the parts have applied work since they last held ``local``'s state (the
+        #: start, or a checkpoint loaded into both). Until then ``local`` answers for them
+        #: and nothing is gathered: the first row of a run costs no trip to the actors.
+        self.applied = False
 
     def flush(self) -> None: ...
 
+    def _pristine(self) -> bool:
+        self.flush()
+        return not self.applied
+
     def models_at(self, t: float) -> np.ndarray:
         """Every node's model at ``t``, gathered after the pending work (a barrier)."""
-        self.flush()
+        if self._pristine():
+            return self.local.models_at(t)
         return self._assemble(self.executor.models(t))
 
     def averaged_models(self) -> np.ndarray | None:
         """Gathered only when asked: ``metrics_row`` needs them only when the optimum is known."""
-        self.flush()
+        if self._pristine():
+            return self.local.averaged_models()
         parts = self.executor.averaged()
         return None if parts[0] is None else self._assemble(parts)  # type: ignore[arg-type]
 
@@ -157,13 +167,15 @@ class _Recorder:
         return out
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        self.flush()
+        if self._pristine():
+            return self.local.state_dict()
         return merge_states(self.executor.states(), self.executor.owned, self.local)
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         self.flush()
         self.local.load_state_dict(state)
         self.executor.load(state)
+        self.applied = False
 
 
 class PartitionedEvents(_Recorder, EventAlgorithm):
@@ -192,6 +204,7 @@ class PartitionedEvents(_Recorder, EventAlgorithm):
         self.stats.levels += len(plan.calls)
         self.stats.flushes += 1
         self.pending = []
+        self.applied = True
         self.executor.run_levels(plan)
 
 
@@ -219,6 +232,7 @@ class PartitionedSteps(_Recorder, SynchronousEventAlgorithm):
         self.stats.levels += self.pending_steps + 1
         self.stats.flushes += 1
         steps, self.pending_steps = self.pending_steps, 0
+        self.applied = True
         self.executor.run_sync(steps)
 
 

@@ -364,3 +364,27 @@ def test_a_mailbox_hands_rows_over_bit_for_bit(tmp_path, monkeypatch):
     writer.close(), reader.close()
     event_mailbox.remove_mailboxes(paths)
     assert not list(tmp_path.iterdir())
+
+
+def test_the_first_row_needs_no_gather_and_matches_the_sequential_one():
+    """Before the parts have applied anything they hold the driver's initial state, so the row
+    at t = 0 comes from the driver's copy: one gather fewer, the same bits."""
+
+    class Counting(InProcessParts):
+        gathers = 0
+
+        def models(self, t):
+            Counting.gathers += 1
+            return super().models(t)
+
+    scenario = _scenario("async_gossip_sgd", GRAPHS["ring"], "uniform")
+    task = build_task(scenario.task, scenario.seed)
+    sequential = EventSimulation(scenario, task, RowCollector(), Silent())
+    sequential.run()
+    owner, _ = plan_partition(sequential, 2)
+    executor = Counting(scenario, task, owner, 2)
+    parallel = ParallelEventSimulation(scenario, task, RowCollector(), Silent(), executor, owner)
+    parallel.run()
+    assert _rows(parallel) == _rows(sequential) and len(_rows(parallel)) > 2
+    assert parallel.writer.rows[0]["virtual_time"] == 0.0
+    assert Counting.gathers == len(_rows(parallel)) - 1
