@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from flsim.algorithms.client import Batch, ClientContext
+from flsim.algorithms.client import Batch, ClientContext, heavy_ball, step_direction
 from flsim.config.errors import ConfigError
 
 Tensors = dict[str, Tensor]
@@ -173,17 +173,11 @@ def batched_local_sgd(
     buffer: Tensor | None = None
     oracle = gradient if gradient is not None else bctx.grad
     for step in range(bctx.num_steps):
-        g = oracle(y, bctx.batch(step))
-        if correction is not None:
-            g = correction(y, g)
-        g = clip_rows(g, clip_norm)
-        if after_clip is not None:
-            g = g + after_clip(y)
-        if weight_decay:
-            g = g + weight_decay * y
-        if momentum:
-            buffer = g.clone() if buffer is None else buffer.mul_(momentum).add_(g)
-            g = buffer
+        raw = oracle(y, bctx.batch(step))
+        g = step_direction(
+            y, raw, correction, lambda rows: clip_rows(rows, clip_norm), after_clip, weight_decay
+        )
+        g, buffer = heavy_ball(g, buffer, momentum)
         y.sub_(g, alpha=bctx.lr)
         bctx.steps += 1
     return y

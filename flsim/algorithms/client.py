@@ -110,6 +110,41 @@ def clip_by_norm(vector: Tensor, max_norm: float | None) -> Tensor:
     return vector * (max_norm / norm) if norm > max_norm else vector
 
 
+def step_direction(
+    y: Tensor,
+    g: Tensor,
+    correction: GradientHook | None,
+    clip: Callable[[Tensor], Tensor],
+    after_clip: Callable[[Tensor], Tensor] | None,
+    weight_decay: float,
+) -> Tensor:
+    """clip(correction(y, g)) + after_clip(y) + wd·y: one local step's direction before momentum.
+
+    Shared by the client loop and the batched stack (:mod:`flsim.algorithms.batched`), which
+    differ only in how they clip (one vector, or each row), so both apply the same terms in
+    the same order and round the same way.
+    """
+    if correction is not None:
+        g = correction(y, g)
+    g = clip(g)
+    if after_clip is not None:
+        g = g + after_clip(y)
+    if weight_decay:
+        g = g + weight_decay * y
+    return g
+
+
+def heavy_ball(g: Tensor, buffer: Tensor | None, momentum: float) -> tuple[Tensor, Tensor | None]:
+    """(the step, the new buffer) of heavy-ball momentum b ← μ b + g; plain g without momentum.
+
+    The first buffer is a copy: the oracle or correction may hand back a tensor they still hold.
+    """
+    if not momentum:
+        return g, buffer
+    buffer = g.clone() if buffer is None else buffer.mul_(momentum).add_(g)
+    return buffer, buffer
+
+
 def local_sgd(
     start: Tensor,
     ctx: ClientContext,
@@ -139,19 +174,9 @@ def local_sgd(
     stream = ctx.batches()
     oracle = gradient if gradient is not None else ctx.grad
     for _ in range(num_steps):
-        batch = next(stream)
-        g = oracle(y, batch)
-        if correction is not None:
-            g = correction(y, g)
-        g = clip_by_norm(g, clip_norm)
-        if after_clip is not None:
-            g = g + after_clip(y)
-        if weight_decay:
-            g = g + weight_decay * y
-        if momentum:
-            # A copy: the oracle or correction may hand back a tensor they still hold.
-            buffer = g.clone() if buffer is None else buffer.mul_(momentum).add_(g)
-            g = buffer
+        raw = oracle(y, next(stream))
+        g = step_direction(y, raw, correction, lambda v: clip_by_norm(v, clip_norm), after_clip, weight_decay)
+        g, buffer = heavy_ball(g, buffer, momentum)
         y.sub_(g, alpha=ctx.lr)
         ctx.steps += 1
     if momentum_state is not None and buffer is not None:

@@ -32,7 +32,7 @@ class FedProx(FedAvg):
     name = "fedprox"
     Config = FedProxConfig
 
-    def local_oracle(self, x: Tensor, ctx: ClientContext) -> dict[str, Any]:
+    def local_oracle(self, x: Tensor, ctx: ClientContext | None) -> dict[str, Any]:
         cfg = self.config
         assert isinstance(cfg, FedProxConfig)
         mu = cfg.mu
@@ -46,13 +46,4 @@ class FedProx(FedAvg):
 
     def batched_oracle(self, x: Tensor, bctx: BatchedContext) -> dict[str, Any]:
         """The same proximal term μ(y − x) on every row of the stack (x broadcasts over rows)."""
-        cfg = self.config
-        assert isinstance(cfg, FedProxConfig)
-        mu = cfg.mu
-        if not mu:
-            return {}
-
-        def proximal(y: Tensor, g: Tensor) -> Tensor:
-            return g + mu * (y - x)
-
-        return {"correction": proximal}
+        return self.local_oracle(x, None)
