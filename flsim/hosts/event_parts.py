@@ -96,8 +96,9 @@ class EventPart:
         return {name: np.array(row, copy=True) for name, row in self._rows(node).items()}
 
     def slot_layout(self) -> SlotLayout:
-        """What one exported node state occupies in a mailbox slot."""
-        return SlotLayout.of(self._rows(self.owned[0]))
+        """What one exported node state occupies in a mailbox slot (every node's rows have
+        the same shapes; node 0's are in every replica)."""
+        return SlotLayout.of(self._rows(0))
 
     def attach(self, index: int, paths: list[str] | None, layout: SlotLayout | None) -> None:
         """Hand states over through the mailboxes at ``paths`` (this part's is ``paths[index]``),

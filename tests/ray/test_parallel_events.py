@@ -71,6 +71,17 @@ def test_parallel_parts_on_actors_match_the_local_run(tmp_path, algorithm, graph
         np.testing.assert_array_equal(ours["algorithm"][name], value, err_msg=name)
 
 
+def test_without_shared_memory_states_travel_through_the_object_store(tmp_path, monkeypatch):
+    """Where no mailbox can be made (no /dev/shm; parts on several machines), exported states
+    are call results in Ray's object store: the same rows."""
+    monkeypatch.setattr("flsim.backends.ray_parallel_events.create_mailboxes", lambda *args: None)
+    raw = _scenario("async_gossip_sgd", "ring", "uniform")
+    local = flsim.run(raw, run_dir=tmp_path / "local")
+    remote = flsim.run(_on_ray(raw, 2), run_dir=tmp_path / "ray")
+    assert remote.summary["event_parallelism"]["stats"]["handover"] == "object store"
+    assert metrics_without_wall_time(remote.run_dir) == metrics_without_wall_time(local.run_dir)
+
+
 def test_auto_keeps_a_convex_run_on_one_coordinator_and_says_why(tmp_path, caplog):
     """An event of a 5-dimensional ridge problem costs microseconds: parts cannot pay."""
     raw = _scenario("dadao", "ring", "uniform")
