@@ -58,14 +58,17 @@ class SlotLayout:
 
 
 def create_mailboxes(parts: int, layout: SlotLayout) -> list[str] | None:
-    """One sized, empty file per part in ``/dev/shm``; ``None`` where there is none."""
+    """One sized, zeroed file per part in ``/dev/shm``; ``None`` where there is none or it
+    has no room for them (the states then travel through the object store)."""
     if not SHM.is_dir() or not os.access(SHM, os.W_OK):
         return None
     paths = [str(SHM / f"flsim-{uuid.uuid4().hex}-{p}") for p in range(parts)]
     try:
         for path in paths:
             with open(path, "wb") as handle:
-                handle.truncate(layout.nbytes * layout.slots())
+                # Reserve the pages now: a sparse file on a full /dev/shm (a container's
+                # 64 MB) would kill the actor with SIGBUS at its first write instead.
+                os.posix_fallocate(handle.fileno(), 0, layout.nbytes * layout.slots())
     except OSError:
         remove_mailboxes(paths)
         return None

@@ -388,3 +388,24 @@ def test_the_first_row_needs_no_gather_and_matches_the_sequential_one():
     assert _rows(parallel) == _rows(sequential) and len(_rows(parallel)) > 2
     assert parallel.writer.rows[0]["virtual_time"] == 0.0
     assert Counting.gathers == len(_rows(parallel)) - 1
+
+
+def test_no_mailboxes_where_shared_memory_has_no_room(tmp_path, monkeypatch):
+    """A full /dev/shm refuses the reservation: no mailbox (the object store instead), no file left."""
+    import errno
+    import os
+
+    from flsim.hosts import event_mailbox
+    from flsim.hosts.event_mailbox import SlotLayout, create_mailboxes
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(event_mailbox, "SHM", tmp_path)
+    layout = SlotLayout.of({"models": np.zeros(1000)})
+    paths = create_mailboxes(2, layout)
+    assert paths is not None and all(os.path.getsize(p) == layout.nbytes * layout.slots() for p in paths)
+    event_mailbox.remove_mailboxes(paths)
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    assert create_mailboxes(2, layout) is None
+    assert not list(tmp_path.iterdir())
