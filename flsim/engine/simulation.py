@@ -66,6 +66,7 @@ class RoundSimulation(RoundLoop):
         """Schedule each reply at its arrival time and pop them in virtual-time order."""
         start = self.counters.virtual_time
         queue = EventQueue()
+        self.system.prefetch([reply.client for reply in replies])
         for reply in replies:
             arrival = (
                 start
