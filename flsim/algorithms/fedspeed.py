@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -117,24 +118,15 @@ class FedSpeed(RoundAlgorithm):
     def client_update(self, message: Tensors, state: Tensors, ctx: ClientContext) -> tuple[Tensors, Tensors]:
         cfg = self.config
         assert isinstance(cfg, FedSpeedConfig)
-        x = message["x"]
-        h = state["h"]
-        lamb = cfg.lamb
-        shift = lamb * (h - x)  # lamb (h_i − x^t), constant during the round
-
-        def prox_corrected(y: Tensor, g: Tensor) -> Tensor:
-            return g + shift
-
-        def decay(y: Tensor) -> Tensor:
-            return lamb * y
-
         oracle = sam_oracle(
             ctx, cfg.rho, eps=cfg.perturb_eps, normalized=cfg.perturb_normalized, alpha=cfg.alpha
         )
-        y = local_training(x, ctx, cfg, gradient=oracle, correction=prox_corrected, after_clip=decay)
-        delta = y - x
-        h_new = h + delta
-        reply = {"delta": delta} if cfg.h_average == "all" else {"delta_plus_h": delta + h_new}
+        reply, h_new = _local_round(
+            cfg,
+            message["x"],
+            state["h"],
+            lambda x, **hooks: local_training(x, ctx, cfg, gradient=oracle, **hooks),
+        )
         return reply, {"h": h_new}
 
     def client_update_batched(
@@ -143,24 +135,13 @@ class FedSpeed(RoundAlgorithm):
         """:meth:`client_update` for K clients: F1–F3 on every row of the stack."""
         cfg = self.config
         assert isinstance(cfg, FedSpeedConfig)
-        x = message["x"]
-        h = stack_state(states, "h")
-        lamb = cfg.lamb
-        shift = lamb * (h - x)  # lamb (h_i − x^t) a row, constant during the round
-
-        def prox_corrected(y: Tensor, g: Tensor) -> Tensor:
-            return g + shift
-
-        def decay(y: Tensor) -> Tensor:
-            return lamb * y
-
         oracle = batched_sam_oracle(
             bctx, cfg.rho, eps=cfg.perturb_eps, normalized=cfg.perturb_normalized, alpha=cfg.alpha
         )
-        y = batched_training(x, bctx, cfg, gradient=oracle, correction=prox_corrected, after_clip=decay)
-        delta = y - x
-        h_new = h + delta
-        reply = {"delta": delta} if cfg.h_average == "all" else {"delta_plus_h": delta + h_new}
+        h = stack_state(states, "h")  # one row a client: every step below works row-wise
+        reply, h_new = _local_round(
+            cfg, message["x"], h, lambda x, **hooks: batched_training(x, bctx, cfg, gradient=oracle, **hooks)
+        )
         return reply, [{"h": row.clone()} for row in h_new]
 
     def aggregate(self, server: Tensors, replies: list[Reply], round_index: int) -> Tensors:
@@ -174,3 +155,28 @@ class FedSpeed(RoundAlgorithm):
             h_sum.add_(reply.message["delta"])
         x = server["x"] + cfg.server_lr * self.weighted_mean(replies, "delta") + h_sum / self.num_clients
         return {"x": x, "h_sum": h_sum}
+
+
+def _local_round(
+    cfg: FedSpeedConfig, x: Tensor, h: Tensor, train: Callable[..., Tensor]
+) -> tuple[Tensors, Tensor]:
+    """F1–F3 around ``train`` (the client loop, or the batched stack with one row of h a client).
+
+    The prox-correction lamb (h_i − x^t) is constant during the round and added to the SAM
+    gradient before clipping; the decay lamb·y_k comes after clipping (F2). Returns the reply
+    (Δ, or Δ + h_i⁺ for the ``h_average: active`` form) and h_i⁺ = h_i + Δ (F3).
+    """
+    lamb = cfg.lamb
+    shift = lamb * (h - x)
+
+    def prox_corrected(y: Tensor, g: Tensor) -> Tensor:
+        return g + shift
+
+    def decay(y: Tensor) -> Tensor:
+        return lamb * y
+
+    y = train(x, correction=prox_corrected, after_clip=decay)
+    delta = y - x
+    h_new = h + delta
+    reply = {"delta": delta} if cfg.h_average == "all" else {"delta_plus_h": delta + h_new}
+    return reply, h_new
