@@ -42,6 +42,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks.event_throughput import scenario as convex_events_scenario
 from flsim.hosts.event_parallel import InProcessParts
 from flsim.hosts.event_partition import LevelCall, LevelPlan
 
@@ -60,18 +61,11 @@ MLP = {
     "eval": {"train_loss": False},
 }
 
+#: The event-throughput benchmark's convex DADAO problem on a ring (``run`` sets the horizon).
 CONVEX = {
+    **convex_events_scenario("ring", 1.0),
     "name": "bench_parallel_events_convex",
-    "seed": 0,
-    "task": {
-        "dataset": "linreg",
-        "num_clients": 50,
-        "dataset_params": {"dim": 100, "samples_per_client": 50, "l2": 0.1},
-    },
-    "algorithm": {"name": "dadao"},
-    "topology": {"kind": "ring"},
     "clients_per_round": None,
-    "eval": {"train_loss": False},
 }
 
 
