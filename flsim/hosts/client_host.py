@@ -87,14 +87,15 @@ class ClientHost:
         if self.vectorized is None:
             return [self._run_one(message, client, round_index, counter) for client in clients]
         update = self.algorithm.client_update_batched  # type: ignore[attr-defined]
+        stored = {client: self.store.get(client) for client in clients}
         done = self.vectorized.run(
             clients,
             round_index,
             counter,
-            lambda group, bctx: update(message, [self.store.get(c) for c in group], bctx),
+            lambda group, bctx: update(message, [stored[c] for c in group], bctx),
         )
         return [
-            self._reply(client, out, state, counter, work, extras)
+            self._reply(client, out, state, stored[client], counter, work, extras)
             for client, out, state, work, extras in done
         ]
 
@@ -109,27 +110,30 @@ class ClientHost:
             lr=cfg.round_lr(round_index),
             round_index=round_index,
         )
-        update = self.algorithm.client_update
-        out, state = run_with_optimizer_state(update, message, self.store.get(client), ctx)
+        stored = self.store.get(client)
+        out, state = run_with_optimizer_state(self.algorithm.client_update, message, stored, ctx)
         work = ClientWork(ctx.num_samples, ctx.grad_evals, ctx.steps, ctx.work)
-        return self._reply(client, out, state, counter, work, dict(ctx.extras))
+        return self._reply(client, out, state, stored, counter, work, dict(ctx.extras))
 
     def _reply(
         self,
         client: int,
         out: Tensors,
         state: Tensors,
+        stored: Tensors,
         counter: int,
         work: ClientWork,
         extras: dict[str, float],
     ) -> Reply:
-        """The uplink (compression draws from the client's own stream), the stored state, the reply."""
+        """The uplink (compression draws from the client's own stream), the stored state, the reply.
+
+        ``stored`` is the client's state from before this update: the channel's error feedback
+        lives there, whatever the update returned."""
         if self.uplink is None:  # uncompressed: nothing is drawn, so no generator is seeded
             bytes_up = tensor_bytes(out)
         else:
             compression_rng = torch_rng(self.scenario.seed, "compression.uplink", client, counter)
-            previous = self.store.get(client)  # still the state from before this update
-            out, state, bytes_up = send_uplink(self.uplink, out, state, previous, compression_rng)
+            out, state, bytes_up = send_uplink(self.uplink, out, state, stored, compression_rng)
         self.store.put(client, state)
         return Reply(
             client=client,
