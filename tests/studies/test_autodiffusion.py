@@ -38,13 +38,7 @@ from flsim.studies.autodiffusion import (
 SCENARIO = "scenarios/studies/autodiffusion.yaml"
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: two threads only add synchronisation on the shared machine (70 s vs 4 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _spd(rng: np.random.Generator, d: int) -> np.ndarray:

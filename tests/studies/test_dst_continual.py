@@ -35,13 +35,7 @@ from flsim.studies.dst_continual import (
 SCENARIO = "scenarios/studies/dst_continual.yaml"
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small tensors: a second thread only adds synchronisation on the shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize(("density", "expected"), [(0.2, (5 / 13, 2 / 13)), (0.05, (1.25 / 13, 0.5 / 13))])

@@ -35,13 +35,7 @@ SCENARIO = "scenarios/studies/ist_peft.yaml"
 PLANTED = [2, 6]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny networks on a shared machine: one thread, as the harness runs studies."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- the rule of ist.py, by hand ------------------------------------------------------------------
