@@ -49,6 +49,7 @@ from flsim.hosts.event_parallel import (
     plan_partition,
 )
 from flsim.hosts.event_partition import LevelCall, LevelPlan
+from flsim.hosts.event_stretch import Control, create_control, ordered_stores, plan_stretch
 from flsim.hosts.sinks import Progress, RowCollector, Silent, Writer
 
 if TYPE_CHECKING:
@@ -84,6 +85,36 @@ class RayEventParts(_RayPool):
     def call(self, part: int, method: str, *args: Any) -> Any:
         return self.actors[part].part.remote(method, *args)
 
+    def watch(self, refs: list[Any], control: Control) -> None:
+        """Until every stretch call in ``refs`` has finished. The first that fails raises its
+        error here (a lost actor: :class:`WorkerLost`) after the abort flag is set, so that
+        its partners stop waiting for it at once; so does ``backend.timeout_s`` without any
+        part publishing progress (a frozen actor)."""
+        import ray
+
+        timeout = self.scenario.backend.timeout_s
+        pending, progress, since = list(refs), control.progress(), time.monotonic()
+        try:
+            while pending:
+                ready, pending = ray.wait(
+                    pending, num_returns=1, timeout=min(1.0, timeout), fetch_local=False
+                )
+                if ready:
+                    self._get(ready)
+                if ready or control.progress() != progress:
+                    progress, since = control.progress(), time.monotonic()
+                elif time.monotonic() - since > timeout:
+                    raise TimeoutError(f"a Ray actor did not answer within backend.timeout_s={timeout:g}s")
+        except TimeoutError as exc:
+            control.abort()
+            cause = getattr(exc, "cause", exc)
+            raise TimeoutError(
+                f"a Ray actor did not answer within backend.timeout_s={timeout:g}s ({cause})"
+            ) from None
+        except BaseException:
+            control.abort()
+            raise
+
     def wait(self, refs: list[Any]) -> None:
         """Until ``refs`` are computed (not fetched), within ``backend.timeout_s``."""
         import ray
@@ -103,6 +134,11 @@ class RayPartExecutor:
         self.pool = pool
         self.owned = pool.owned
         self.planner: SlotPlanner | None = None
+        #: The driver's mapping of the stretches' control area (``None``: per-level calls),
+        #: the number of levels run through it so far, and the calls submitted.
+        self.control: Control | None = None
+        self.base = 0
+        self.calls = {"stretch": 0, "level": 0, "sync": 0}
 
     def _all(self, method: str, *args: Any) -> list[Any]:
         return self.pool._get([self.pool.call(p, method, *args) for p in range(len(self.owned))])
@@ -112,6 +148,9 @@ class RayPartExecutor:
         maps fresh ones)."""
         self._all("reset")
         self.planner = None
+        if self.control is not None:
+            self.control.close()
+        self.control, self.base = None, 0
         self._all("attach", 0, None, None)  # fresh ones below, or the object store
         nodes = {actor["node_id"] for actor in self.pool.describe()["actors"]}
         if len(nodes) > 1:  # parts on several machines: states travel through the object store
@@ -120,11 +159,14 @@ class RayPartExecutor:
         paths = create_mailboxes(len(self.owned), layout)
         if paths is None:
             return
+        control = create_control(len(self.owned)) if ordered_stores() else None
         try:
             parts = range(len(self.owned))
-            self.pool._get([self.pool.call(p, "attach", p, paths, layout) for p in parts])
+            self.pool._get([self.pool.call(p, "attach", p, paths, layout, control) for p in parts])
+            self.control = None if control is None else Control(control, self.pool.scenario.backend.timeout_s)
         finally:
-            remove_mailboxes(paths)  # mapped by every part: the memory lives as long as they do
+            # Mapped by every part (and the driver): the memory lives as long as they do.
+            remove_mailboxes(paths + ([control] if control is not None else []))
         self.planner = SlotPlanner(len(self.owned), layout.slots())
 
     @property
@@ -140,9 +182,24 @@ class RayPartExecutor:
             planner.fits([len(call.exports) for call in calls]) for calls in plan.calls
         ):
             planner = None  # a level exports more states than the mailboxes hold: arrays
+        if planner is not None and self.control is not None:
+            self._run_stretch(plan, planner, self.control)
+            return
         latest = self._submit(plan, planner)
         self.pool.wait(list(latest.values()))
         if planner is not None:
+            planner.settled()
+
+    def _run_stretch(self, plan: LevelPlan, planner: SlotPlanner, control: Control) -> None:
+        """One call per part for the whole stretch; the parts wait for each other through
+        ``control`` (see :mod:`flsim.hosts.event_stretch`)."""
+        steps = plan_stretch(plan, planner, self.base)
+        self.base += len(plan.calls)
+        refs = [self.pool.call(p, "stretch", part) for p, part in enumerate(steps) if part]
+        self.calls["stretch"] += len(refs)
+        try:
+            self.pool.watch(refs, control)
+        finally:
             planner.settled()
 
     def _submit(self, plan: LevelPlan, planner: SlotPlanner | None) -> dict[int, Any]:
@@ -157,6 +214,7 @@ class RayPartExecutor:
                 if call.imports or call.events or call.exports:
                     incoming = [previous[q] for q in senders[p]]
                     outputs[p] = latest[p] = self.pool.call(p, "level", call, *incoming, *fences)
+                    self.calls["level"] += 1
                     for q in senders[p] if planner is not None else ():
                         planner.read_by(q, outputs[p])
             if planner is not None:
@@ -164,6 +222,7 @@ class RayPartExecutor:
             for p, call in enumerate(calls):
                 if call.later:  # after the exports left: partners do not wait for these
                     latest[p] = self.pool.call(p, "level", LevelCall(events=call.later))
+                    self.calls["level"] += 1
             if level % CHUNK == CHUNK - 1:
                 self.pool.wait(waited)  # the chunk before this one; this one stays in flight
                 waited = list(latest.values())
@@ -182,6 +241,7 @@ class RayPartExecutor:
         gradients: list[Any] = []
         for index, another in enumerate([True] * iterations + [False]):
             gradients = [self.pool.call(p, "sync", another, *gradients) for p in range(len(self.owned))]
+            self.calls["sync"] += len(gradients)
             if index % CHUNK == CHUNK - 1:
                 self.pool.wait(gradients)
         self.pool.wait(gradients)
@@ -302,8 +362,10 @@ class RayEventRunner:
                     pool.recover()
                     self.writer.truncate_metrics(-1)
             facts["stats"] = simulation.stats.facts()
-            facts["stats"]["actor_busy_s"] = RayPartExecutor(pool)._all("busy_seconds")
+            facts["stats"]["actor_busy_s"] = executor._all("busy_seconds")
+            facts["stats"]["actor_wait_s"] = executor._all("wait_seconds")
             facts["stats"]["handover"] = executor.handover
+            facts["stats"]["calls"] = dict(executor.calls)
             finished = True
             return final, {"placement": pool.describe(), "recoveries": recoveries, "event_parallelism": facts}
         finally:

@@ -24,7 +24,8 @@ import numpy as np
 from flsim.algorithms.events import EventAlgorithm, SynchronousEventAlgorithm
 from flsim.config.schema import Scenario
 from flsim.hosts.event_mailbox import Mailboxes, SlotLayout
-from flsim.hosts.event_partition import LevelCall
+from flsim.hosts.event_partition import Event, LevelCall
+from flsim.hosts.event_stretch import READ, WRITTEN, Control, StretchStep
 from flsim.hosts.sinks import RowCollector, Silent
 from flsim.tasks.base import Task
 
@@ -59,6 +60,7 @@ class EventPart:
         self.owned_set = set(self.owned)
         self.touched = True
         self.mailboxes: Mailboxes | None = None
+        self.control: Control | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -72,8 +74,9 @@ class EventPart:
         self.exchanged = list(fields) if fields is not None else per_node_fields(self.algorithm)
         self.points: np.ndarray | None = None
         self.failure: str | None = None
-        #: Seconds spent applying events and steps (the benchmark's busy share of an actor).
-        self.busy = 0.0
+        #: Seconds spent applying events and steps (the benchmark's busy share of an actor),
+        #: and, in stretches, waiting for partners.
+        self.busy = self.waited = 0.0
 
     def close(self) -> None:
         """Unmap the mailboxes (the actor releases this part)."""
@@ -100,12 +103,20 @@ class EventPart:
         the same shapes; node 0's are in every replica)."""
         return SlotLayout.of(self._rows(0))
 
-    def attach(self, index: int, paths: list[str] | None, layout: SlotLayout | None) -> None:
+    def attach(
+        self, index: int, paths: list[str] | None, layout: SlotLayout | None, control: str | None = None
+    ) -> None:
         """Hand states over through the mailboxes at ``paths`` (this part's is ``paths[index]``),
-        or, given ``None``, as arrays in the call results."""
+        or, given ``None``, as arrays in the call results; with a ``control`` file, whole
+        stretches run in one call (:meth:`stretch`)."""
         if self.mailboxes is not None:
             self.mailboxes.close()
+        if self.control is not None:
+            self.control.close()
         self.mailboxes = None if paths is None or layout is None else Mailboxes(index, paths, layout)
+        self.control = None
+        if control is not None and self.mailboxes is not None:
+            self.control = Control(control, self.scenario.backend.timeout_s)
 
     def level(self, call: LevelCall, *incoming: Any) -> NodeStates:
         """Apply one level's call; returns the exported node states (see ``plan_levels``).
@@ -121,11 +132,17 @@ class EventPart:
             self.busy += time.perf_counter() - start
 
     def _level(self, call: LevelCall, incoming: tuple[NodeStates, ...]) -> NodeStates:
-        algorithm = self.algorithm
         received: NodeStates = {}
         for states in incoming:
             received.update(states)
-        for t, i, j in call.imports:
+        self._import(call.imports, received)
+        self._apply(call.events)
+        return self._send(call)
+
+    def _import(self, imports: list[Event], received: NodeStates) -> None:
+        """Apply the cross events, each with its partner node's exported rows copied in."""
+        algorithm = self.algorithm
+        for t, i, j in imports:
             remote = j if i in self.owned_set else i
             rows = received[remote]
             if isinstance(rows, tuple):
@@ -134,12 +151,17 @@ class EventPart:
             for name, value in rows.items():
                 getattr(algorithm, name)[remote] = value
             algorithm.on_edge(i, j, t)
-        on_compute, on_edge = algorithm.on_compute, algorithm.on_edge
-        for t, i, j in call.events:
+
+    def _apply(self, events: list[Event]) -> None:
+        on_compute, on_edge = self.algorithm.on_compute, self.algorithm.on_edge
+        for t, i, j in events:
             if j < 0:
                 on_compute(i, t)
             else:
                 on_edge(i, j, t)
+
+    def _send(self, call: LevelCall) -> NodeStates:
+        """The exports: copied into their mailbox slots (their addresses), or as arrays."""
         if call.slots:
             assert self.mailboxes is not None
             mailboxes = self.mailboxes
@@ -148,6 +170,35 @@ class EventPart:
                 for node, slot in zip(call.exports, call.slots, strict=True)
             }
         return {node: self._export(node) for node in call.exports}
+
+    def stretch(self, steps: list[StretchStep]) -> None:
+        """Apply a whole stretch of levels, waiting for partners through the control area:
+        a level's imports once their senders have published them, its exports once every
+        reader of their slots' previous content has published that it read it (see
+        :mod:`flsim.hosts.event_stretch`). The same events in the same order as :meth:`level`."""
+        self._touch()
+        control = self.control
+        assert control is not None and self.mailboxes is not None
+        start, waited = time.perf_counter(), control.waited
+        try:
+            for step in steps:
+                self._step(step, control, self.mailboxes.index)
+        except Exception as exc:
+            self.failure = repr(exc)
+            raise
+        finally:
+            self.waited += control.waited - waited
+            self.busy += time.perf_counter() - start - (control.waited - waited)
+
+    def _step(self, step: StretchStep, control: Control, index: int) -> None:
+        control.wait(WRITTEN, step.after)
+        self._import(step.call.imports, step.sources)  # type: ignore[arg-type]
+        control.publish(READ, index, step.level + 1)
+        self._apply(step.call.events)
+        control.wait(READ, step.free)
+        self._send(step.call)
+        control.publish(WRITTEN, index, step.level + 1)
+        self._apply(step.later)
 
     def sync(self, another: bool, *gradients: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
         """Finish the previous iteration with every part's ``gradients`` (if given), then,
@@ -191,6 +242,10 @@ class EventPart:
 
     def busy_seconds(self) -> float:
         return self.busy
+
+    def wait_seconds(self) -> float:
+        """Seconds this part's stretches spent waiting for partners' counters."""
+        return self.waited
 
     def state(self) -> dict[str, np.ndarray]:
         """The owned rows of every per-node field, and every shared field whole."""

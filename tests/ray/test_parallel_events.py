@@ -11,13 +11,19 @@ import json
 import logging
 import os
 import signal
+import time
+import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import flsim
+from flsim.backends import ray_parallel_events
 from flsim.backends.base import WorkerLost
-from flsim.backends.ray_parallel_events import RayPartExecutor, pays_off
+from flsim.backends.ray_parallel_events import RayEventParts, RayPartExecutor, pays_off
+from flsim.hosts import event_mailbox
+from flsim.hosts.event_stretch import WRITTEN
 from flsim.results.writer import RunWriter
 from tests.builders import make_ridge, metrics_without_wall_time
 
@@ -62,8 +68,14 @@ def test_parallel_parts_on_actors_match_the_local_run(tmp_path, algorithm, graph
     assert facts["mode"] == "on" and facts["parts"] == actors
     assert len(remote.summary["placement"]["actors"]) == actors
     assert facts["stats"]["handover"] == "shared memory"  # one machine: the mailboxes
+    calls = facts["stats"]["calls"]
     if algorithm != "adom_plus":
         assert 0 < facts["stats"]["cross_events"] < facts["stats"]["events"]
+        # One call per actor per stretch, the actors waiting on each other in shared memory.
+        assert calls["level"] == 0 and 0 < calls["stretch"] <= actors * facts["stats"]["flushes"]
+        assert facts["stats"]["levels"] > facts["stats"]["flushes"]
+    else:
+        assert calls["stretch"] == 0 and calls["sync"] > 0  # synchronous: calls per iteration
     # The last checkpoint holds every node's state, gathered from the parts: the same arrays.
     ours, theirs = RunWriter(remote.run_dir).load_checkpoint(), RunWriter(local.run_dir).load_checkpoint()
     assert ours["loop"] == theirs["loop"]
@@ -79,6 +91,7 @@ def test_without_shared_memory_states_travel_through_the_object_store(tmp_path, 
     local = flsim.run(raw, run_dir=tmp_path / "local")
     remote = flsim.run(_on_ray(raw, 2), run_dir=tmp_path / "ray")
     assert remote.summary["event_parallelism"]["stats"]["handover"] == "object store"
+    assert remote.summary["event_parallelism"]["stats"]["calls"]["stretch"] == 0
     assert metrics_without_wall_time(remote.run_dir) == metrics_without_wall_time(local.run_dir)
 
 
@@ -185,3 +198,91 @@ def test_pooled_actors_of_another_size_do_not_block_a_run(tmp_path):
     remote = flsim.run(wide, run_dir=tmp_path / "whole")
     assert remote.summary["event_parallelism"]["parts"] == 2
     assert metrics_without_wall_time(remote.run_dir) == metrics_without_wall_time(local.run_dir)
+
+
+@pytest.fixture
+def shm(monkeypatch):
+    """A directory of its own in /dev/shm for the run's mailboxes and control file (the driver
+    creates them), so that what a run leaves there can be checked."""
+    folder = Path("/dev/shm") / f"flsim-test-{uuid.uuid4().hex}"
+    folder.mkdir()
+    monkeypatch.setattr(event_mailbox, "SHM", folder)
+    try:
+        yield folder
+    finally:
+        for leftover in folder.iterdir():
+            leftover.unlink()
+        folder.rmdir()
+
+
+def _hold_part_mid_stretch(monkeypatch, stretch: int, part: int, action) -> dict:
+    """In the ``stretch``-th stretch, give ``part`` a step halfway that waits for a counter no
+    partner ever publishes (or, with ``action="raise"``, that fails), so that it surely is in
+    the middle of its stretch call; with ``action`` a signal, send it to the actor once it
+    has got there."""
+    seen = {"stretches": 0}
+    original_plan, original_watch = ray_parallel_events.plan_stretch, RayEventParts.watch
+    original_run = RayPartExecutor.run_levels
+
+    def run_levels(self, plan):  # the actor's pid, asked while it is idle
+        seen["pid"] = self.pool.describe()["actors"][part]["pid"]
+        return original_run(self, plan)
+
+    def plan(plan, planner, base):
+        steps = original_plan(plan, planner, base)
+        seen["stretches"] += 1
+        if seen["stretches"] == stretch and len(steps[part]) > 2 and "step" not in seen:
+            index = len(steps[part]) // 2
+            step, seen["before"] = steps[part][index], steps[part][index - 1].level + 1
+            if action == "raise":
+                step.later = [(0.0, 10**6, -1)]  # a node that does not exist: IndexError
+            else:
+                step.after.append((1 - part, 1 << 60))  # never published
+            seen["step"] = step.level
+        return steps
+
+    def watch(self, refs, control):
+        if "step" in seen and "killed" not in seen and action != "raise":
+            deadline = time.monotonic() + 60
+            while control.value(WRITTEN, part) < seen["before"] and time.monotonic() < deadline:
+                time.sleep(0.001)
+            seen["reached"] = control.value(WRITTEN, part) >= seen["before"]
+            seen["killed"] = seen["pid"]
+            os.kill(seen["pid"], action)
+        return original_watch(self, refs, control)
+
+    monkeypatch.setattr(ray_parallel_events, "plan_stretch", plan)
+    monkeypatch.setattr(RayEventParts, "watch", watch)
+    monkeypatch.setattr(RayPartExecutor, "run_levels", run_levels)
+    return seen
+
+
+def test_a_part_failing_mid_stretch_fails_the_run_at_once_with_its_error(tmp_path, monkeypatch, shm):
+    """The failing part's partner waits for counters the failed part will never publish: the
+    driver's abort flag ends that wait at once, not at backend.timeout_s (60 s here)."""
+    raw = _scenario("async_gossip_sgd", "grid", "uniform")
+    seen = _hold_part_mid_stretch(monkeypatch, 2, 1, "raise")
+    start = time.perf_counter()
+    with pytest.raises(IndexError):
+        flsim.run(_on_ray(raw, 2, timeout_s=60), run_dir=tmp_path / "ray")
+    assert time.perf_counter() - start < 30 and "step" in seen
+    summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
+    assert summary["status"] == "failed" and "IndexError" in summary["error"]
+    assert "partner part failed" not in summary["error"]
+    assert not list(shm.iterdir())  # no mailbox or control file left
+
+
+@pytest.mark.slow
+def test_an_actor_killed_mid_stretch_is_replaced_and_the_rows_stay_identical(tmp_path, monkeypatch, shm):
+    raw = _scenario("async_gossip_sgd", "grid", "uniform")
+    reference = flsim.run(raw, run_dir=tmp_path / "local")
+    seen = _hold_part_mid_stretch(monkeypatch, 2, 1, signal.SIGKILL)
+    start = time.perf_counter()
+    remote = flsim.run(_on_ray(raw, 2), run_dir=tmp_path / "ray")
+    assert time.perf_counter() - start < 60  # the partner stopped waiting at once (timeout_s: 120)
+    assert seen.get("reached"), "the part never got halfway through its stretch"
+    assert remote.summary["recoveries"] == 1
+    assert seen["killed"] not in {actor["pid"] for actor in remote.summary["placement"]["actors"]}
+    assert metrics_without_wall_time(remote.run_dir) == metrics_without_wall_time(reference.run_dir)
+    assert remote.summary["event_parallelism"]["stats"]["calls"]["stretch"] > 0
+    assert not list(shm.iterdir())

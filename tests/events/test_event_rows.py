@@ -1,0 +1,22 @@
+"""An evaluation row's distances, computed a few rows at a time (flsim/hosts/event_host.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flsim.hosts import event_host
+from flsim.hosts.event_host import mean_sq_distance
+from flsim.rng import numpy_rng
+
+
+@pytest.mark.parametrize(("nodes", "dim", "block"), [(9, 5, 1 << 18), (32, 70_001, 1 << 18), (7, 1000, 2500)])
+def test_mean_sq_distance_is_bit_identical_to_the_whole_array_formula(monkeypatch, nodes, dim, block):
+    """Each row's sum is the same pairwise sum however many rows a block holds, so the blocks
+    (one row, several, or all) give the very bits of ``((x - c) ** 2).sum(1).mean()``."""
+    monkeypatch.setattr(event_host, "DISTANCE_BLOCK", block)
+    rng = numpy_rng(0, "test.distance")
+    models = rng.standard_normal((nodes, dim)) * rng.exponential(size=(nodes, 1))
+    center = models.mean(axis=0)
+    assert mean_sq_distance(models, center) == float(((models - center) ** 2).sum(axis=1).mean())
+    assert mean_sq_distance(models, np.zeros(dim)) == float((models**2).sum(axis=1).mean())
