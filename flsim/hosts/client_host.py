@@ -22,7 +22,7 @@ from flsim.hosts.vectorized import ClientWork, VectorizedClients, check_vectoriz
 from flsim.rng import Streams, torch_rng
 from flsim.tasks import build_task
 from flsim.tasks.base import Task
-from flsim.tasks.lazy_clients import configure_client_cache
+from flsim.tasks.lazy_clients import configure_client_cache, prefetch_clients
 
 
 def configure_torch(threads: int) -> None:
@@ -84,6 +84,7 @@ class ClientHost:
         With ``backend.vectorize`` the clients run as stacks (:mod:`flsim.hosts.vectorized`).
         """
         counter = round_index if stream is None else stream
+        prefetch_clients(self.task, clients)
         if self.vectorized is None:
             return [self._run_one(message, client, round_index, counter) for client in clients]
         update = self.algorithm.client_update_batched  # type: ignore[attr-defined]

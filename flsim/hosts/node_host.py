@@ -33,7 +33,7 @@ from flsim.hosts.vectorized import VectorizedClients, check_vectorized
 from flsim.rng import torch_rng
 from flsim.tasks import build_task
 from flsim.tasks.base import Task
-from flsim.tasks.lazy_clients import configure_client_cache
+from flsim.tasks.lazy_clients import configure_client_cache, prefetch_clients
 
 Rows = dict[int, list[tuple[int, float]]]
 
@@ -111,6 +111,7 @@ class NodeHost:
     ) -> tuple[dict[int, Tensor], list[NodeWork]]:
         """Each node's local phase from x_i (or from ``inputs[i]``, gossip-first order); with
         ``backend.vectorize``, the nodes as stacks (:mod:`flsim.hosts.vectorized`)."""
+        prefetch_clients(self.task, nodes)
         if self.vectorized is not None:
             return self._local_batched(nodes, round_index, inputs)
         out: dict[int, Tensor] = {}

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from flsim.hosts.counters import Counters
+from flsim.hosts.frozen_heap import frozen_heap
 from flsim.hosts.sinks import Progress, RowSink
 
 log = logging.getLogger("flsim")
@@ -140,7 +141,13 @@ class RunLoop:
         self._wall_start = 0.0
 
     def run(self) -> dict[str, Any]:
-        """Run (or continue) to the end; returns the last row written (``{}`` if none)."""
+        """Run (or continue) to the end; returns the last row written (``{}`` if none). The
+        heap as it stands is kept out of the collector's full passes meanwhile (see
+        :mod:`flsim.hosts.frozen_heap`)."""
+        with frozen_heap():
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         driver = self.driver
         self._wall_start = time.perf_counter() - driver.counters.wall_time
         last_row: dict[str, Any] = {}

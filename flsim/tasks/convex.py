@@ -15,7 +15,7 @@ and ``Task.strong_convexity`` (μ_i).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -306,16 +306,16 @@ class _LinregSpec:
     def train(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         return self.draw(self.client(i), self.per_client)
 
-    def chunk(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """The training rows of clients ``start..stop-1``, concatenated: what :meth:`train`
+    def rows_of(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The training rows of clients ``ids``, concatenated in that order: what :meth:`train`
         gives client by client, drawn from block-seeded streams (:mod:`client_streams`), with
         each elementwise step done once for the block (same operations in the same order, so
         the same bits) instead of once a client."""
-        count, rows, dim = stop - start, self.per_client, self.dim
+        count, rows, dim = len(ids), self.per_client, self.dim
         z, scale = np.empty((count, dim)), np.empty((count, dim))
         # A client's rows and then its noise are consecutive normals of its stream: one draw.
         normals = np.empty((count, rows * (dim + 1)))
-        for k, rng in enumerate(client_generators(self.seed, "data", range(start, stop))):
+        for k, rng in enumerate(client_generators(self.seed, "data", ids)):
             rng.standard_normal(out=z[k])
             scale[k] = rng.lognormal(0.0, 0.5 * self.h, dim)
             rng.standard_normal(out=normals[k])
@@ -391,10 +391,10 @@ def _test_counts(test_samples: int, num_clients: int, i: int) -> int:
     return base + (1 if i < extra else 0)
 
 
-def _client_chunks(num_clients: int, chunk: Callable[[int, int], tuple]) -> Iterator[tuple]:
+def _client_chunks(num_clients: int, rows_of: Callable[[range], tuple]) -> Iterator[tuple]:
     """Every client's arrays, concatenated STREAM_CHUNK clients at a time (bounded memory)."""
     for start in range(0, num_clients, STREAM_CHUNK):
-        yield chunk(start, min(start + STREAM_CHUNK, num_clients))
+        yield rows_of(range(start, min(start + STREAM_CHUNK, num_clients)))
 
 
 def _lazy_convex_task(
@@ -422,12 +422,26 @@ def _lazy_convex_task(
         return memo[i]
 
     per_client = spec.per_client
+
+    def shards(ids: Sequence[int]) -> list[Shard]:
+        """A round's first-time clients in one block pass; each shard owns a copy of its rows
+        (not a view of the block, which would outlive the cache's accounting)."""
+        a, b = spec.rows_of(ids)
+        return [
+            Shard(
+                to_tensor(a[k * per_client : (k + 1) * per_client].copy()),
+                to_tensor(b[k * per_client : (k + 1) * per_client].copy()),
+            )
+            for k in range(len(ids))
+        ]
+
     return Task(
         name=name,
         clients=LazyClients(
             num_clients,
             lambda i: Shard(*(to_tensor(v) for v in spec.train(i))),
             lambda: [per_client] * num_clients,
+            build_many=shards,
         ),
         test=Shard(to_tensor(np.concatenate(test_x)), to_tensor(np.concatenate(test_y))),
         objective=objective,
@@ -448,7 +462,7 @@ def _lazy_linreg(spec: _LinregSpec, num_clients: int, test_samples: int) -> Task
     """
 
     def solve() -> tuple[Tensor, float, Callable[[Tensor], float]]:
-        stats = LeastSquaresStats(spec.dim).add_chunks(_client_chunks(num_clients, spec.chunk))
+        stats = LeastSquaresStats(spec.dim).add_chunks(_client_chunks(num_clients, spec.rows_of))
         optimum, hessian, value = streamed_least_squares(stats, spec.l2)
         x_star = to_tensor(optimum)
         return x_star, value, quadratic_loss_oracle(x_star, hessian, value)
@@ -486,13 +500,13 @@ class _LogregSpec:
     def train(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         return self.draw(self.client(i), self.per_client)
 
-    def chunk(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """Clients ``start..stop-1``'s training rows, concatenated, drawn block-wise with the
-        bits of :meth:`train` (see :meth:`_LinregSpec.chunk`)."""
-        count, rows = stop - start, self.per_client
+    def rows_of(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Clients ``ids``' training rows, concatenated in that order, drawn block-wise with the
+        bits of :meth:`train` (see :meth:`_LinregSpec.rows_of`)."""
+        count, rows = len(ids), self.per_client
         z, shift = np.empty((count, self.dim)), np.empty((count, self.dim))
         a, noise = np.empty((count * rows, self.dim)), np.empty(count * rows)
-        for k, rng in enumerate(client_generators(self.seed, "data", range(start, stop))):
+        for k, rng in enumerate(client_generators(self.seed, "data", ids)):
             rng.standard_normal(out=z[k])
             rng.standard_normal(out=shift[k])
             rng.standard_normal(out=a[k * rows : (k + 1) * rows])
@@ -568,7 +582,7 @@ def _streamed_logistic(spec: _LogregSpec, num_clients: int) -> tuple[Callable, C
 
     def parts(x: np.ndarray) -> tuple[float, np.ndarray]:
         total, grad = 0.0, np.zeros(spec.dim)
-        for a, y in _client_chunks(num_clients, spec.chunk):
+        for a, y in _client_chunks(num_clients, spec.rows_of):
             logits = logits_of(a, x)
             total += float(np.logaddexp(0.0, -(2.0 * y - 1.0) * logits).sum())
             grad += logits_of(np.ascontiguousarray(a.T), 0.5 * (1.0 + np.tanh(0.5 * logits)) - y)
@@ -576,14 +590,14 @@ def _streamed_logistic(spec: _LogregSpec, num_clients: int) -> tuple[Callable, C
 
     def hessian_at(x: np.ndarray) -> np.ndarray:
         total = np.zeros((spec.dim, spec.dim))
-        for a, _ in _client_chunks(num_clients, spec.chunk):
+        for a, _ in _client_chunks(num_clients, spec.rows_of):
             prob = 0.5 * (1.0 + np.tanh(0.5 * logits_of(a, x)))
             ta = torch.from_numpy(a)
             total += matmul(ta.T * torch.from_numpy(prob * (1.0 - prob)), ta)
         return total / n + l2 * np.eye(spec.dim)
 
     def separable_at(x: np.ndarray) -> bool:
-        chunks = _client_chunks(num_clients, spec.chunk)
+        chunks = _client_chunks(num_clients, spec.rows_of)
         return all(bool(np.all((2.0 * y - 1.0) * logits_of(a, x) > 0)) for a, y in chunks)
 
     return parts, hessian_at, separable_at

@@ -11,7 +11,7 @@ cache size; only time and memory do.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, overload
 
 from flsim.tasks.base import Shard
@@ -42,9 +42,11 @@ class LazyClients(Sequence[Shard]):
         sizes: Callable[[], list[int]],
         max_bytes: int | None = DEFAULT_CACHE_BYTES,
         max_clients: int | None = None,
+        build_many: Callable[[list[int]], list[Shard]] | None = None,
     ) -> None:
         self._count = count
         self._build = build
+        self._build_many = build_many
         self._sizes = sizes
         self._cache: OrderedDict[int, Shard] = OrderedDict()
         self._bytes = 0
@@ -80,11 +82,28 @@ class LazyClients(Sequence[Shard]):
             self._cache.move_to_end(i)
             return shard
         shard = self._build(i)
+        self._keep(i, shard)
+        return shard
+
+    def prefetch(self, ids: Iterable[int]) -> None:
+        """Build the uncached clients among ``ids`` in one block pass, if the population has
+        one (``build_many``): a round's K first-time clients then cost one vectorised draw
+        instead of K separate streams. The shards are the ones ``build`` gives (tested), so
+        prefetching changes time, never results. At most the cache's client bound is built."""
+        if self._build_many is None:
+            return
+        missing = [i for i in dict.fromkeys(int(i) for i in ids) if i not in self._cache]
+        if self.max_clients is not None:
+            missing = missing[: self.max_clients]
+        if missing:
+            for i, shard in zip(missing, self._build_many(missing), strict=True):
+                self._keep(i, shard)
+
+    def _keep(self, i: int, shard: Shard) -> None:
         self.builds += 1
         self._cache[i] = shard
         self._bytes += shard_bytes(shard)
         self._evict()
-        return shard
 
     def __iter__(self) -> Iterator[Shard]:
         """Every client in id order, *without* caching (a full pass must not flush the cache)."""
@@ -110,6 +129,13 @@ class LazyClients(Sequence[Shard]):
 
     def sizes(self) -> list[int]:
         return self._sizes()
+
+
+def prefetch_clients(task: Task, ids: Iterable[int]) -> None:
+    """Build a round's uncached clients together where the population is lazy (a no-op for
+    a list of shards)."""
+    if isinstance(task.clients, LazyClients):
+        task.clients.prefetch(ids)
 
 
 class LazyConstants(Sequence[float]):

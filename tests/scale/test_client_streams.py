@@ -50,7 +50,7 @@ def _logreg_spec(h: float) -> convex._LogregSpec:
 def test_block_draws_are_the_per_client_rows(make, h, start, stop):
     """The streamed optimum reads ``chunk``; lazily built clients read ``train``: same bits."""
     spec = make(h)
-    a, b = spec.chunk(start, stop)
+    a, b = spec.rows_of(range(start, stop))
     parts = [spec.train(i) for i in range(start, stop)]
     assert np.array_equal(a, np.concatenate([x for x, _ in parts]))
     assert np.array_equal(b, np.concatenate([y for _, y in parts]))

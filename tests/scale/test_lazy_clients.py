@@ -212,3 +212,43 @@ def test_the_optimum_pass_waits_for_the_first_evaluation(force_lazy, monkeypatch
     assert passes == [1] and task.optimum is not None and metrics["optimality_gap"] > 0
     task.evaluate(torch.ones(6, dtype=torch.float64))
     assert passes == [1]
+
+
+@pytest.mark.parametrize("dataset", ["linreg", "logreg"])
+def test_a_prefetched_round_has_the_rows_client_by_client_builds_give(dataset, force_lazy):
+    """A round's first-time clients come from one block pass (``prefetch``); each shard must be
+    the one ``clients[i]`` alone would build, whatever the order and repeats of the ids."""
+    config = _linreg() if dataset == "linreg" else TaskConfig(dataset="logreg", num_clients=40)
+    one_by_one = build_task(config, 3).clients
+    prefetched = build_task(config, 3).clients
+    ids = [31, 2, 17, 2, 39, 0]
+    prefetched.prefetch(ids)
+    assert prefetched.builds == 5 and prefetched.cached_clients == 5  # the repeat built once
+    for i in ids:
+        assert torch.equal(prefetched[i].x, one_by_one[i].x)
+        assert torch.equal(prefetched[i].y, one_by_one[i].y)
+    assert prefetched.builds == 5  # every id above was served from the prefetch
+    prefetched.prefetch([2, 17, 5])
+    assert prefetched.builds == 6  # only the uncached one
+    shard = prefetched[5]
+    assert shard.x.untyped_storage().nbytes() == shard.x.numel() * shard.x.element_size()  # owns its rows
+
+
+def test_prefetch_builds_no_more_than_the_cache_holds(force_lazy):
+    clients = build_task(_linreg(), 3).clients
+    clients.configure(max_bytes=None, max_clients=2)
+    clients.prefetch([4, 9, 11, 20])
+    assert clients.builds == 2 and clients.cached_clients == 2
+
+
+@pytest.mark.parametrize("vectorize", ["on", "off"])
+def test_round_hosts_build_their_clients_in_one_prefetch(tmp_path, force_lazy, monkeypatch, vectorize):
+    """Client by client building is refused here, so the run passes only if every sampled
+    client came from the round's block prefetch (batched and loop paths alike)."""
+
+    def refused(self, i):
+        raise AssertionError(f"client {i} built on its own")
+
+    monkeypatch.setattr(convex._LinregSpec, "train", refused)
+    rows = _metrics(tmp_path, vectorize, {"vectorize": vectorize})
+    assert len(rows) == 6 and rows[-1]["optimality_gap"] < rows[0]["optimality_gap"]
