@@ -35,6 +35,7 @@ from flsim.algorithms.base import Reply, Tensors
 from flsim.backends.base import Backend, WorkerLost
 from flsim.config.errors import ConfigError, ConfigErrors, clip
 from flsim.config.schema import Scenario
+from flsim.hosts.frozen_heap import freeze_heap, unfreeze_heap
 
 log = logging.getLogger("flsim.ray")
 
@@ -80,6 +81,8 @@ class _Worker:
         self.host: Any = None
         self.nodes: list[int] = []
         self.timeout: float | None = None
+        #: Whether this role froze the heap (:mod:`flsim.hosts.frozen_heap`); ``release`` thaws it.
+        self.frozen = False
 
     def configure(self, role: str, scenario_data: dict[str, Any], nodes: list[int]) -> None:
         from flsim.backends.actor_scenario import scenario_from_data
@@ -103,6 +106,8 @@ class _Worker:
 
             self.host = EventPart(scenario, build_task(scenario.task, scenario.seed), nodes)
         self.nodes = nodes
+        freeze_heap()  # a role's calls make garbage; its setup and imports need no re-walking
+        self.frozen = True
 
     def part(self, method: str, *args: Any) -> Any:
         """A call on this actor's share of a parallel event run (``event_part`` role)."""
@@ -123,6 +128,9 @@ class _Worker:
         if self.host is not None and hasattr(self.host, "close"):
             self.host.close()
         self.host = None
+        if self.frozen:
+            unfreeze_heap()
+            self.frozen = False
 
     # -- clients --------------------------------------------------------------------------
     def run_clients(

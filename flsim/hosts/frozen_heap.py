@@ -23,19 +23,30 @@ _lock = threading.Lock()
 _depth = 0
 
 
-@contextmanager
-def frozen_heap() -> Iterator[None]:
-    """Freeze the current heap for the duration of a run (re-entrant: nested runs, threads
-    running several runs, freeze once and unfreeze when the last one ends)."""
+def freeze_heap() -> None:
+    """Freeze the heap as it stands, unless an enclosing run already did (re-entrant: nested
+    runs, or several runs on threads, freeze once and unfreeze when the last one ends)."""
     global _depth
     with _lock:
         if _depth == 0:
             gc.freeze()
         _depth += 1
+
+
+def unfreeze_heap() -> None:
+    """Undo one :func:`freeze_heap`; the last one hands the objects back to the collector."""
+    global _depth
+    with _lock:
+        _depth -= 1
+        if _depth == 0:
+            gc.unfreeze()
+
+
+@contextmanager
+def frozen_heap() -> Iterator[None]:
+    """The heap frozen for the duration of a run (see :func:`freeze_heap`)."""
+    freeze_heap()
     try:
         yield
     finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0:
-                gc.unfreeze()
+        unfreeze_heap()
