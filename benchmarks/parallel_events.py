@@ -26,7 +26,10 @@ with 5 ms (what handing a 1.5 MB state from one actor to another cost through Ra
 store here; ``mlp_handover`` says how the run handed states over: ``shared memory`` on one
 machine).
 ``mlp_actor_busy_share``: the share of the parallel run's wall time the two actors spent
-applying events (1.0: both busy all the time).
+applying events (1.0: both busy all the time); ``mlp_actor_wait_share``: the share they spent
+inside their stretch calls waiting for each other's exports or reads (shared-memory
+counters); ``mlp_calls_per_actor``: Ray calls each actor got for the stretch (one on one
+machine; two per level before).
 Other processes on the machine slow both sides; the ratios are measured in the same run.
 
     python -m benchmarks.parallel_events [--horizon 30] [--repeats 2] [--num-cpus 2]
@@ -244,6 +247,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "mlp_expected_cross_fraction": facts["expected_cross_fraction"],
         "mlp_events_per_level": stats["events"] / stats["levels"],
         "mlp_actor_busy_share": sum(stats["actor_busy_s"]) / (2 * stats["events"] / parallel),
+        "mlp_actor_wait_share": sum(stats["actor_wait_s"]) / (2 * stats["events"] / parallel),
+        "mlp_calls_per_actor": sum(stats["calls"].values()) / 2,
         "mlp_handover": stats["handover"],
         "convex_coordinator_events_per_s": convex_off,
         "convex_auto_events_per_s": convex_auto,

@@ -6,9 +6,11 @@
 * ``on``: the nodes are partitioned over ``backend.num_actors`` actors, each an
   :class:`~flsim.hosts.event_parts.EventPart`; the driver draws the event stream with the
   sequential engine's own loop (:class:`~flsim.hosts.event_parallel.ParallelEventSimulation`)
-  and submits each stretch between two evaluation times as a graph of actor calls, one per
-  level and actor, whose exported node states travel actor to actor by object reference.
-  Nothing waits between levels: Ray starts a call as soon as its inputs exist;
+  and submits each stretch between two evaluation times. On one machine that is one call
+  per actor, which walks its levels and waits for its partners through shared-memory
+  counters (:mod:`flsim.hosts.event_stretch`); across machines it is a graph of actor
+  calls, one per level and actor, whose exported node states travel actor to actor by
+  object reference, Ray starting a call as soon as its inputs exist;
 * ``auto``: measures what an event costs (a few events on the driver's copy of the
   algorithm, state restored afterwards) and what an actor round trip and one exported node
   state cost, and runs in parallel only if the work between two levels, shared by the

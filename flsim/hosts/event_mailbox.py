@@ -126,7 +126,9 @@ class SlotPlanner:
     Exports written at one level are read by the partners' first calls of the next level;
     those calls become the slot's readers. A call that writes a slot again first waits for
     them (its *fences*), so a partner never reads a slot that was overwritten. Slots whose
-    readers are not submitted yet (the previous level's exports) are never handed out.
+    readers are not submitted yet (the previous level's exports) are never handed out. In a
+    stretch run as one call per part, a reader is a ``(part, value)`` condition on that
+    part's read counter instead of a call (:func:`~flsim.hosts.event_stretch.plan_stretch`).
     """
 
     def __init__(self, parts: int, slots: int) -> None:
