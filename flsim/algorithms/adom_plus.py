@@ -15,6 +15,7 @@ from flsim.algorithms.events import (
     SynchronousEventAlgorithm,
     laplacian,
     problem_constants,
+    read_only,
 )
 
 if TYPE_CHECKING:
@@ -181,4 +182,4 @@ class AdomPlus(SynchronousEventAlgorithm):
         return StepCost(self.num_nodes, edges, 2 * 2 * edges * self.message_bytes)
 
     def models_at(self, t: float) -> np.ndarray:
-        return self.x.copy()
+        return read_only(self.x)

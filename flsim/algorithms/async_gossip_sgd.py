@@ -9,6 +9,7 @@ import numpy as np
 from flsim.algorithms.base import register
 from flsim.algorithms.events import (
     EventAlgorithm,
+    read_only,
 )
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class AsyncGossipSGD(EventAlgorithm):
         self.models[j] = average
 
     def models_at(self, t: float) -> np.ndarray:
-        return self.models.copy()
+        return read_only(self.models)
 
     def averaged_models(self) -> np.ndarray | None:
         if self.config.batch_size == "full":
