@@ -454,6 +454,6 @@ def describe_choice(facts: dict[str, Any]) -> str:
         f"an event costs {facts['event_cost_s'] * 1e3:.3g} ms, an actor round trip "
         f"{facts['round_trip_s'] * 1e3:.3g} ms plus {facts['state_transfer_s'] * 1e3:.3g} ms per node "
         f"state, {facts['expected_cross_fraction']:.1%} of events cross the {facts['parts']} parts "
-        f"({facts['cut_edges']} of {facts['edges']} edges cut) -> "
-        + ("parallel parts" if facts["mode"] == "on" else "one coordinator actor")
+        f"({facts['cut_edges']} of {facts['edges']} edges cut), a level priced at two round trips "
+        f"and two node states -> " + ("parallel parts" if facts["mode"] == "on" else "one coordinator actor")
     )

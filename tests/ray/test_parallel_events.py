@@ -51,6 +51,21 @@ def _on_ray(raw: dict, actors: int, setting: str = "on", **backend) -> dict:
     return {**raw, "backend": {"kind": "ray", **options, **backend}}
 
 
+@pytest.fixture
+def shm(monkeypatch):
+    """A directory of its own in /dev/shm for the run's mailboxes and control file (the driver
+    creates them), so that what a run leaves there can be checked."""
+    folder = Path("/dev/shm") / f"flsim-test-{uuid.uuid4().hex}"
+    folder.mkdir()
+    monkeypatch.setattr(event_mailbox, "SHM", folder)
+    try:
+        yield folder
+    finally:
+        for leftover in folder.iterdir():
+            leftover.unlink()
+        folder.rmdir()
+
+
 @pytest.mark.parametrize(
     ("algorithm", "graph", "rates", "actors"),
     [
@@ -59,7 +74,7 @@ def _on_ray(raw: dict, actors: int, setting: str = "on", **backend) -> dict:
         ("adom_plus", "geometric", "uniform", 2),
     ],
 )
-def test_parallel_parts_on_actors_match_the_local_run(tmp_path, algorithm, graph, rates, actors):
+def test_parallel_parts_on_actors_match_the_local_run(tmp_path, shm, algorithm, graph, rates, actors):
     raw = _scenario(algorithm, graph, rates)
     local = flsim.run(raw, run_dir=tmp_path / "local")
     remote = flsim.run(_on_ray(raw, actors), run_dir=tmp_path / "ray")
@@ -81,6 +96,7 @@ def test_parallel_parts_on_actors_match_the_local_run(tmp_path, algorithm, graph
     assert ours["loop"] == theirs["loop"]
     for name, value in theirs["algorithm"].items():
         np.testing.assert_array_equal(ours["algorithm"][name], value, err_msg=name)
+    assert not list(shm.iterdir())  # mailboxes and control file unlinked once mapped
 
 
 def test_without_shared_memory_states_travel_through_the_object_store(tmp_path, monkeypatch):
@@ -198,21 +214,6 @@ def test_pooled_actors_of_another_size_do_not_block_a_run(tmp_path):
     remote = flsim.run(wide, run_dir=tmp_path / "whole")
     assert remote.summary["event_parallelism"]["parts"] == 2
     assert metrics_without_wall_time(remote.run_dir) == metrics_without_wall_time(local.run_dir)
-
-
-@pytest.fixture
-def shm(monkeypatch):
-    """A directory of its own in /dev/shm for the run's mailboxes and control file (the driver
-    creates them), so that what a run leaves there can be checked."""
-    folder = Path("/dev/shm") / f"flsim-test-{uuid.uuid4().hex}"
-    folder.mkdir()
-    monkeypatch.setattr(event_mailbox, "SHM", folder)
-    try:
-        yield folder
-    finally:
-        for leftover in folder.iterdir():
-            leftover.unlink()
-        folder.rmdir()
 
 
 def _hold_part_mid_stretch(monkeypatch, stretch: int, part: int, action) -> dict:
