@@ -146,13 +146,20 @@ def _scenario(algorithm: str, topology: dict, rates: str, **updates):
     return load_scenario(raw)
 
 
-def _sequential_and_parallel(scenario, parts: int):
+def sequential_and_parts(scenario, parts: int, executor_class=InProcessParts):
+    """The sequential run (done), and a parallel simulation of ``parts`` parts on an
+    ``executor_class`` executor (not run yet), with that executor."""
     task = build_task(scenario.task, scenario.seed)
     sequential = EventSimulation(scenario, task, RowCollector(), Silent())
     sequential.run()
     owner, _ = plan_partition(sequential, parts)
-    executor = InProcessParts(scenario, task, owner, parts)
+    executor = executor_class(scenario, task, owner, parts)
     parallel = ParallelEventSimulation(scenario, task, RowCollector(), Silent(), executor, owner)
+    return sequential, parallel, executor
+
+
+def _sequential_and_parallel(scenario, parts: int):
+    sequential, parallel, _ = sequential_and_parts(scenario, parts)
     parallel.run()
     return sequential, parallel
 

@@ -16,9 +16,8 @@ import networkx as nx
 import pytest
 
 from flsim.hosts import event_mailbox
-from flsim.hosts.event_host import EventSimulation
 from flsim.hosts.event_mailbox import SlotPlanner, create_mailboxes, remove_mailboxes
-from flsim.hosts.event_parallel import InProcessParts, ParallelEventSimulation, plan_partition
+from flsim.hosts.event_parallel import InProcessParts
 from flsim.hosts.event_partition import LevelPlan, partition_nodes, plan_levels
 from flsim.hosts.event_stretch import (
     READ,
@@ -30,10 +29,15 @@ from flsim.hosts.event_stretch import (
     create_control,
     plan_stretch,
 )
-from flsim.hosts.sinks import RowCollector, Silent
 from flsim.rng import numpy_rng
-from flsim.tasks import build_task
-from tests.events.test_event_partition import GRAPHS, _edges, _random_events, _rows, _scenario
+from tests.events.test_event_partition import (
+    GRAPHS,
+    _edges,
+    _random_events,
+    _rows,
+    _scenario,
+    sequential_and_parts,
+)
 
 
 def _actions(part: int, steps: list[StretchStep]):
@@ -199,13 +203,7 @@ class ThreadedParts(InProcessParts):
 
 
 def _threaded(scenario, parts: int, executor_class=ThreadedParts):
-    task = build_task(scenario.task, scenario.seed)
-    sequential = EventSimulation(scenario, task, RowCollector(), Silent())
-    sequential.run()
-    owner, _ = plan_partition(sequential, parts)
-    executor = executor_class(scenario, task, owner, parts)
-    parallel = ParallelEventSimulation(scenario, task, RowCollector(), Silent(), executor, owner)
-    return sequential, parallel, executor
+    return sequential_and_parts(scenario, parts, executor_class)
 
 
 @pytest.mark.parametrize(
