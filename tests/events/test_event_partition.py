@@ -416,3 +416,18 @@ def test_no_mailboxes_where_shared_memory_has_no_room(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "posix_fallocate", full)
     assert create_mailboxes(2, layout) is None
     assert not list(tmp_path.iterdir())
+
+
+def test_gathered_models_reuse_one_read_only_buffer():
+    """A parallel row gathers the parts' rows into the same buffer every time (no fresh N × d
+    array a row), equal to the sequential engine's models, and not writable (the rows of
+    every evaluation time are compared bit for bit by the test above)."""
+    scenario = _scenario("async_gossip_sgd", GRAPHS["ring"], "uniform")
+    sequential, parallel, _ = sequential_and_parts(scenario, 2)
+    parallel.run()
+    first = parallel.algorithm.models_at(parallel.t)
+    second = parallel.algorithm.models_at(parallel.t)
+    assert np.shares_memory(first, second)
+    assert np.array_equal(second, sequential.algorithm.models_at(sequential.t))
+    with pytest.raises(ValueError, match="read-only"):
+        first[0, 0] = 1.0
