@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -57,6 +58,8 @@ class DADAO(EventAlgorithm):
         self.last_event = np.zeros(self.num_nodes)
         self.iterate_sum = np.zeros((self.num_nodes, dim))
         self.iterate_count = np.zeros(self.num_nodes, dtype=np.int64)
+        #: The partner of a cross-actor edge event, brought to the event's time (on_cross_edge).
+        self._cross_partner = np.empty((6, dim))
         self._average = config.batch_size != "full"
         # Hot-path copies of the flow's factorisation (A3) and of the jump constants (A4, A5).
         self._rates, self._basis = self.flow.rates, self.flow.basis
@@ -72,9 +75,12 @@ class DADAO(EventAlgorithm):
             self.iterate_count[node] += 1
         dt = t - self.last_event[node]
         self.last_event[node] = t
-        flow = (np.exp(self._rates * dt).view(np.float64) @ self._basis).reshape(6, 6)
-        p[...] = flow @ p
+        p[...] = self._flow_matrix(dt) @ p
         return p
+
+    def _flow_matrix(self, dt: float) -> np.ndarray:
+        """exp(M dt) (A3), from the flow's eigen-decomposition."""
+        return (np.exp(self._rates * dt).view(np.float64) @ self._basis).reshape(6, 6)
 
     def on_compute(self, node: int, t: float) -> None:
         """(A4) r = ∇f_i(x_i) − ν x_i − ỹ_i; x −= γ r; x̃ −= γ̃ r; ỹ += (δ + δ̃) r."""
@@ -89,8 +95,25 @@ class DADAO(EventAlgorithm):
 
     def on_edge(self, i: int, j: int, t: float) -> None:
         """(A5) m = (y_i + z_i) − (y_j + z_j); z_i −= βm, z̃_i −= β̃m, z_j += βm, z̃_j += β̃m."""
-        pi = self._advance(i, t)
-        pj = self._advance(j, t)
+        self._exchange(self._advance(i, t), self._advance(j, t))
+
+    def on_cross_edge(
+        self, i: int, j: int, t: float, local: int, remote_rows: Mapping[str, np.ndarray]
+    ) -> None:
+        """(A5) with the partner's P and clock read in place from its exported rows: the
+        partner is brought to t into a preallocated buffer by the same flow as
+        :meth:`_advance`, then the same jump runs, so the local row comes out as
+        :meth:`on_edge` leaves it, bit for bit. The partner's replica rows (state, clock,
+        running average) are left as they are: only the local node counts here."""
+        remote = self._cross_partner
+        np.matmul(self._flow_matrix(t - remote_rows["last_event"]), remote_rows["state"], out=remote)
+        if local == i:
+            self._exchange(self._advance(i, t), remote)
+        else:
+            self._exchange(remote, self._advance(j, t))
+
+    def _exchange(self, pi: np.ndarray, pj: np.ndarray) -> None:
+        """The jump of (A5) on the two endpoints' (6 × d) rows, both already at t."""
         message = pi[2] + pi[4]
         message -= pj[2]
         message -= pj[4]

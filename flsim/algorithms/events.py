@@ -14,7 +14,7 @@ comparable across the three algorithms.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -139,6 +139,25 @@ class EventAlgorithm(ABC):
 
     @abstractmethod
     def on_edge(self, i: int, j: int, t: float) -> None: ...
+
+    def on_cross_edge(
+        self, i: int, j: int, t: float, local: int, remote_rows: Mapping[str, np.ndarray]
+    ) -> None:
+        """Edge event (i, j) at t on a replica where only node ``local`` (i or j) counts.
+
+        A parallel run calls this for an edge whose other endpoint lives on another actor
+        (docs/parallel_events.md): ``remote_rows`` holds that endpoint's ``edge_fields`` rows,
+        read-only and possibly views into shared memory valid only during the call. This
+        default copies them into the replica and runs :meth:`on_edge`. An override may
+        instead read them in place and update only ``local``'s rows, which must come out bit
+        for bit as :meth:`on_edge` leaves them; the other endpoint's replica rows may then be
+        stale, which is safe because a part only ever reads, returns or exports the rows of
+        the nodes it owns, and imports a partner's rows afresh for each cross event.
+        """
+        remote = j if local == i else i
+        for name, value in remote_rows.items():
+            getattr(self, name)[remote] = value
+        self.on_edge(i, j, t)
 
     @abstractmethod
     def models_at(self, t: float) -> np.ndarray:

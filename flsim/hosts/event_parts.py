@@ -5,7 +5,9 @@ exactly as the sequential engine builds it; only the rows of the nodes it *owns*
 authoritative. It applies the calls that :func:`~flsim.hosts.event_partition.plan_levels`
 gives it. For a cross event (i, j) both parts copy the partner node's exported rows into
 their replica and run the same ``on_edge(i, j, t)``, so both compute the same new rows;
-each keeps its own node's and ignores the other's.
+each keeps its own node's and ignores the other's. An algorithm may shortcut that with its
+``on_cross_edge`` (read the partner's rows in place, update only its own node's): the rows
+of nodes a part does not own are never read, returned or exported, so they may go stale.
 
 Synchronous algorithms (ADOM+) split each iteration: every part evaluates its own nodes'
 gradients at the common gradient points, then, given every part's gradients, every part
@@ -140,17 +142,18 @@ class EventPart:
         return self._send(call)
 
     def _import(self, imports: list[Event], received: NodeStates) -> None:
-        """Apply the cross events, each with its partner node's exported rows copied in."""
-        algorithm = self.algorithm
+        """Apply the cross events, each given its partner node's exported rows (views of the
+        mailbox slot, or the arrays received) through ``on_cross_edge``, which by default
+        copies them into the replica and runs ``on_edge``; an algorithm may read them in
+        place and update only the owned endpoint."""
+        on_cross_edge = self.algorithm.on_cross_edge
         for t, i, j in imports:
-            remote = j if i in self.owned_set else i
+            local, remote = (i, j) if i in self.owned_set else (j, i)
             rows = received[remote]
             if isinstance(rows, tuple):
                 assert self.mailboxes is not None
                 rows = self.mailboxes.read(rows)
-            for name, value in rows.items():
-                getattr(algorithm, name)[remote] = value
-            algorithm.on_edge(i, j, t)
+            on_cross_edge(i, j, t, local, rows)
 
     def _apply(self, events: list[Event]) -> None:
         on_compute, on_edge = self.algorithm.on_compute, self.algorithm.on_edge
