@@ -296,7 +296,7 @@ class RayEventRunner:
         scenario = self.scenario
         probe = EventSimulation(scenario, self.task, RowCollector(), Silent())
         parts = part_count(scenario)
-        owner, facts = plan_partition(probe, parts)
+        owner, facts = plan_partition(probe, parts, checkpoint)  # balanced by the first stretch's draws
         facts["setting"] = scenario.backend.event_parallelism
         if not can_run_in_parallel(probe.algorithm) or parts < 2:
             reason = "one actor" if parts < 2 else f"{probe.algorithm.name} has no parallel form"

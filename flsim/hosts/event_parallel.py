@@ -27,13 +27,17 @@ import numpy as np
 
 from flsim.algorithms.events import EventAlgorithm, StepCost, SynchronousEventAlgorithm, read_only
 from flsim.config.schema import Scenario
+from flsim.hosts.event_first_stretch import first_stretch_work
 from flsim.hosts.event_host import EventSimulation
 from flsim.hosts.event_partition import (
+    MIN_EVENTS_PER_NODE,
     Event,
     LevelCall,
     LevelPlan,
+    balance_parts,
     cross_fraction,
     cut_edges,
+    part_work,
     partition_nodes,
     plan_levels,
 )
@@ -298,17 +302,39 @@ def run_graph(simulation: EventSimulation) -> tuple[list[tuple[int, int]], list[
     return edges, [rates[e] for e in edges]
 
 
-def plan_partition(simulation: EventSimulation, parts: int) -> tuple[list[int], dict[str, Any]]:
-    """The owner of every node for ``parts`` parts, and facts about the cut (for summaries)."""
+def plan_partition(
+    simulation: EventSimulation, parts: int, checkpoint: dict[str, Any] | None = None
+) -> tuple[list[int], dict[str, Any]]:
+    """The owner of every node for ``parts`` parts, and facts about the cut (for summaries).
+
+    An asynchronous run's parts are balanced by the work of its first stretch (from the
+    start, or from ``checkpoint``), drawn ahead from the seed (:func:`balance_parts`); a
+    synchronous run's nodes all work alike, so node counts balance it.
+    """
     edges, rates = run_graph(simulation)
     n = simulation.task.num_clients
-    owner = partition_nodes(n, edges, rates, parts)
+    rate_owner = partition_nodes(n, edges, rates, parts)
+    owner, facts = rate_owner, {}
+    if not simulation.algorithm.synchronous:
+        work = first_stretch_work(simulation, checkpoint)
+        owner = balance_parts(n, edges, rates, parts, work)
+        facts = {
+            "balanced_by": "drawn work" if work.events >= MIN_EVENTS_PER_NODE * n else "rates",
+            "first_stretch_events": work.events,
+            "drawn_work_shares": _shares(part_work(work, owner, max(owner) + 1)),
+            "rate_only_drawn_work_shares": _shares(part_work(work, rate_owner, max(rate_owner) + 1)),
+        }
     node_total = n * simulation.compute_rate
-    facts = {
+    return owner, {
         "parts": max(owner) + 1,
         "part_sizes": [owner.count(p) for p in range(max(owner) + 1)],
         "cut_edges": len(cut_edges(edges, owner)),
         "edges": len(edges),
         "expected_cross_fraction": cross_fraction(edges, rates, owner, node_total),
+        **facts,
     }
-    return owner, facts
+
+
+def _shares(loads: list[float]) -> list[float]:
+    total = sum(loads)
+    return [load / total if total else 0.0 for load in loads]

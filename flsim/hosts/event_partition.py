@@ -9,7 +9,9 @@ nodes commute.
 
 :func:`partition_nodes` splits the graph into balanced parts with few cut edges
 (Kernighan–Lin refinement of a breadth-first split, edges weighted by their Poisson rates,
-so the cut measures the rate of cross-actor events, not their count).
+so the cut measures the rate of cross-actor events, not their count). :func:`balance_parts`
+then balances the *work* actually drawn for the run's first stretch, which Poisson draws
+spread unevenly over nodes of equal rate (see its docstring).
 
 :func:`plan_levels` cuts a stretch of the event stream into *levels*, a conservative
 synchronisation that needs no lookahead in time: a local event has the level of the latest
@@ -36,22 +38,18 @@ Event = tuple[float, int, int]
 
 
 def partition_nodes(
-    num_nodes: int, edges: Sequence[tuple[int, int]], rates: Sequence[float], parts: int
+    num_nodes: int, edges: Sequence[tuple[int, int]], rates: Sequence[float], parts: int, root: int = 0
 ) -> list[int]:
     """The owning part of every node: ``parts`` balanced parts (sizes differ by at most one).
 
-    A breadth-first order from node 0 is cut into contiguous chunks (connected graphs give
-    connected chunks), then every pair of parts is refined by Kernighan–Lin bisection of
+    A breadth-first order from node ``root`` is cut into contiguous chunks (connected graphs
+    give connected chunks), then every pair of parts is refined by Kernighan–Lin bisection of
     their union, which swaps nodes in pairs (sizes unchanged) while the rate of the cut
     edges falls. Deterministic: the same graph always gives the same partition.
     """
     parts = max(1, min(parts, num_nodes))
-    graph = nx.Graph()
-    graph.add_nodes_from(range(num_nodes))
-    for (i, j), rate in zip(edges, rates, strict=True):
-        weight = graph.edges[i, j]["weight"] + rate if graph.has_edge(i, j) else rate
-        graph.add_edge(i, j, weight=weight)
-    order = _breadth_first_order(graph)
+    graph = _rate_graph(num_nodes, edges, rates)
+    order = _breadth_first_order(graph, root)
     owner = [0] * num_nodes
     for position, node in enumerate(order):
         owner[node] = position * parts // num_nodes
@@ -64,11 +62,21 @@ def partition_nodes(
     return owner
 
 
-def _breadth_first_order(graph: nx.Graph) -> list[int]:
-    """Nodes in breadth-first order from the smallest node of each component."""
+def _rate_graph(num_nodes: int, edges: Sequence[tuple[int, int]], rates: Sequence[float]) -> nx.Graph:
+    """The graph with each edge weighted by its summed Poisson rate."""
+    graph = nx.Graph()
+    graph.add_nodes_from(range(num_nodes))
+    for (i, j), rate in zip(edges, rates, strict=True):
+        weight = graph.edges[i, j]["weight"] + rate if graph.has_edge(i, j) else rate
+        graph.add_edge(i, j, weight=weight)
+    return graph
+
+
+def _breadth_first_order(graph: nx.Graph, root: int = 0) -> list[int]:
+    """Nodes in breadth-first order from ``root``, then from the smallest node of each other component."""
     seen: set[int] = set()
     order: list[int] = []
-    for start in sorted(graph.nodes):
+    for start in [root, *sorted(graph.nodes)]:
         if start in seen:
             continue
         seen.add(start)
@@ -106,6 +114,115 @@ def cross_fraction(
     """The expected share of events that cross parts: cut edge rates over the total clock rate."""
     cut = sum(rates[k] for k in cut_edges(edges, owner))
     return cut / (node_rate_total + sum(rates))
+
+
+#: The cost of a compute event in units of an edge event, for weighing drawn work. For the
+#: neural networks parallel parts are for, a compute event is a forward and backward pass and
+#: an edge event an average of two models: about 8 times cheaper for the 190k-parameter MLP
+#: of ``benchmarks/parallel_events.py``. A fixed ratio, not a timing taken at run time: the
+#: partition must be the same on every machine.
+COMPUTE_WEIGHT = 8.0
+#: What a drawn cross event adds to the run beyond applying it on both sides (which the
+#: parts' work already counts): copying the exchanged states, and a partner that may wait
+#: for them. In edge events; about what a cross event added to the split MLP run's work.
+CROSS_WEIGHT = 3.0
+#: Below this many drawn events per node, the counts say more about chance than about the
+#: run: the first stretch is too short to balance, and the rate-based partition stays.
+MIN_EVENTS_PER_NODE = 4
+#: Breadth-first roots tried for the starting partitions (equal cuts can differ in work).
+ROOTS = 8
+
+
+@dataclass(frozen=True)
+class DrawnWork:
+    """The events drawn for a stretch: compute events per node, edge events per edge (i < j)."""
+
+    computes: list[int]
+    edges: dict[tuple[int, int], int]
+
+    @property
+    def events(self) -> int:
+        return sum(self.computes) + sum(self.edges.values())
+
+
+def part_work(work: DrawnWork, owner: Sequence[int], parts: int) -> list[float]:
+    """Each part's drawn work, in edge events: its nodes' compute events, and every edge event
+    with an endpoint on it (a cross event is applied by both parts)."""
+    loads = [0.0] * parts
+    for node, count in enumerate(work.computes):
+        loads[owner[node]] += COMPUTE_WEIGHT * count
+    for (i, j), count in work.edges.items():
+        loads[owner[i]] += count
+        if owner[j] != owner[i]:
+            loads[owner[j]] += count
+    return loads
+
+
+def _makespan(work: DrawnWork, owner: Sequence[int], parts: int) -> float:
+    """What a partition is judged by: the busiest part's work plus the cost of the drawn
+    cross events (the time the parts spend handing states over)."""
+    crossing = sum(count for (i, j), count in work.edges.items() if owner[i] != owner[j])
+    return max(part_work(work, owner, parts)) + CROSS_WEIGHT * crossing
+
+
+def balance_parts(
+    num_nodes: int, edges: Sequence[tuple[int, int]], rates: Sequence[float], parts: int, work: DrawnWork
+) -> list[int]:
+    """A partition balanced by the drawn ``work`` rather than by node counts.
+
+    Poisson clocks of equal rate still draw unequal counts (a node's compute events over a
+    stretch vary by about one over the square root of their mean), so the rate-balanced
+    partition of :func:`partition_nodes` leaves one part with a few per cent more work, and
+    the others wait for it. Starting partitions come from Kernighan–Lin runs from a few
+    breadth-first roots (cuts of equal rate can carry different work); the one of least
+    :func:`_makespan` among those whose busiest part has no more work than the rate-based
+    partition's is refined by moving boundary nodes off the busiest part while that lowers
+    the makespan without making another part busier than it was, which prices each extra
+    cut edge by its drawn cross events (part sizes may then differ). So the busiest part
+    never gets more work than the rate-based partition gives it. Deterministic: only counts
+    of drawn events decide.
+    """
+    parts = max(1, min(parts, num_nodes))
+    if parts == 1 or work.events < MIN_EVENTS_PER_NODE * num_nodes:
+        return partition_nodes(num_nodes, edges, rates, parts)
+    roots = sorted({k * num_nodes // ROOTS for k in range(ROOTS)})
+    starts = [partition_nodes(num_nodes, edges, rates, parts, root) for root in roots]
+    limit = max(part_work(work, starts[0], parts))  # the rate-based partition's busiest part
+    fair = [start for start in starts if max(part_work(work, start, parts)) <= limit]
+    owner = min(fair, key=lambda start: _makespan(work, start, parts))
+    neighbours: list[set[int]] = [set() for _ in range(num_nodes)]
+    for i, j in edges:
+        neighbours[i].add(j)
+        neighbours[j].add(i)
+    while _move_one(work, owner, parts, neighbours):
+        pass
+    return owner
+
+
+def _move_one(work: DrawnWork, owner: list[int], parts: int, neighbours: list[set[int]]) -> bool:
+    """Move the boundary node of the busiest part whose move lowers the makespan most without
+    raising the busiest work; False if none does. Every move strictly lowers the makespan,
+    so the refinement ends."""
+    loads = part_work(work, owner, parts)
+    busiest = loads.index(max(loads))
+    best, best_move = _makespan(work, owner, parts), None
+    limit = loads[busiest]
+    if owner.count(busiest) == 1:
+        return False
+    for node in range(len(owner)):
+        if owner[node] != busiest:
+            continue
+        for target in sorted({owner[v] for v in neighbours[node]} - {busiest}):
+            owner[node] = target
+            score = _makespan(work, owner, parts)
+            fair = max(part_work(work, owner, parts)) <= limit
+            owner[node] = busiest
+            if fair and score < best:
+                best, best_move = score, (node, target)
+    if best_move is None:
+        return False
+    owner[best_move[0]] = best_move[1]
+    return True
 
 
 @dataclass

@@ -1,0 +1,56 @@
+"""The events a run will draw before its first evaluation, drawn ahead of the run.
+
+A parallel event run partitions its nodes before it starts, but the work each node will do
+is only known once the Poisson clocks are drawn. Those draws depend on nothing but the seed
+and the loop state (the random stream, its current block, the time and the evaluation
+grid), so the driver can draw the first stretch now: a copy of the sequential engine's loop
+runs with a tally in place of the algorithm, which counts events without applying any, and
+stops at the first evaluation point. The simulation it was copied from is left untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from flsim.hosts.event_host import BLOCK, EventCounters, EventSimulation
+from flsim.hosts.event_partition import DrawnWork
+from flsim.hosts.run_loop import TimeGrid
+from flsim.rng import numpy_rng
+
+
+class _Tally:
+    """Stands in for an asynchronous algorithm: counts each node's and each edge's events."""
+
+    def __init__(self, num_nodes: int) -> None:
+        self.computes = [0] * num_nodes
+        self.edges: dict[tuple[int, int], int] = {}
+
+    def on_compute(self, node: int, t: float) -> None:
+        self.computes[node] += 1
+
+    def on_edge(self, i: int, j: int, t: float) -> None:
+        key = (min(i, j), max(i, j))
+        self.edges[key] = self.edges.get(key, 0) + 1
+
+
+def first_stretch_work(simulation: EventSimulation, checkpoint: dict[str, Any] | None = None) -> DrawnWork:
+    """The events of the stretch from the start (or ``checkpoint``'s resume point) to the first
+    evaluation point after it, exactly as the sequential engine will draw them."""
+    probe = copy.copy(simulation)
+    tally = _Tally(simulation.task.num_clients)
+    probe.algorithm = tally  # type: ignore[assignment]
+    probe.counters = EventCounters()
+    probe.rng = numpy_rng(simulation.scenario.seed, "events")
+    probe.grid = TimeGrid(simulation.every_time, simulation.scenario.budget.time)
+    probe.t, probe.graph_index, probe.block, probe.position = 0.0, 0, ([], []), BLOCK
+    if checkpoint is not None:
+        probe.counters = EventCounters(**checkpoint["counters"])
+        probe.rng.bit_generator.state = checkpoint["rng"]
+        probe.block = (checkpoint["block"][0].tolist(), checkpoint["block"][1].tolist())
+        loop = checkpoint["loop"]
+        probe.t, probe.graph_index = float(loop["t"]), int(loop["graph_index"])
+        probe.grid.index, probe.position = int(loop["eval_index"]), int(loop["position"])
+    for _ in probe._run_events():
+        break  # the first evaluation point: the stretch is drawn
+    return DrawnWork(tally.computes, tally.edges)
