@@ -123,14 +123,19 @@ def cross_fraction(
 #: partition must be the same on every machine.
 COMPUTE_WEIGHT = 8.0
 #: What a drawn cross event adds to the run beyond applying it on both sides (which the
-#: parts' work already counts): copying the exchanged states, and a partner that may wait
-#: for them. In edge events; about what a cross event added to the split MLP run's work.
-CROSS_WEIGHT = 3.0
+#: parts' work already counts): handing a node state over, about one edge event's worth
+#: (a copy of one model), in edge events. Applying cross events in place keeps it small:
+#: the split MLP run does about the sequential run's work.
+CROSS_WEIGHT = 1.0
 #: Below this many drawn events per node, the counts say more about chance than about the
 #: run: the first stretch is too short to balance, and the rate-based partition stays.
 MIN_EVENTS_PER_NODE = 4
 #: Breadth-first roots tried for the starting partitions (equal cuts can differ in work).
 ROOTS = 8
+#: The least relative gain in makespan for which the balanced partition replaces the
+#: rate-based one. The makespan leaves out how the cross events chain into levels, and the
+#: cost ratios above are estimates: a smaller gain may as well be a loss.
+MIN_GAIN = 0.01
 
 
 @dataclass(frozen=True)
@@ -179,8 +184,9 @@ def balance_parts(
     partition's is refined by moving boundary nodes off the busiest part while that lowers
     the makespan without making another part busier than it was, which prices each extra
     cut edge by its drawn cross events (part sizes may then differ). So the busiest part
-    never gets more work than the rate-based partition gives it. Deterministic: only counts
-    of drawn events decide.
+    never gets more work than the rate-based partition gives it, and the result replaces
+    the rate-based partition only if its makespan is at least ``MIN_GAIN`` lower.
+    Deterministic: only counts of drawn events decide.
     """
     parts = max(1, min(parts, num_nodes))
     if parts == 1 or work.events < MIN_EVENTS_PER_NODE * num_nodes:
@@ -196,6 +202,8 @@ def balance_parts(
         neighbours[j].add(i)
     while _move_one(work, owner, parts, neighbours):
         pass
+    if _makespan(work, owner, parts) > (1 - MIN_GAIN) * _makespan(work, starts[0], parts):
+        return starts[0]
     return owner
 
 
