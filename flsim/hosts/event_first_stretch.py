@@ -4,7 +4,7 @@ A parallel event run partitions its nodes before it starts, but the work each no
 is only known once the Poisson clocks are drawn. Those draws depend on nothing but the seed
 and the loop state (the random stream, its current block, the time and the evaluation
 grid), so the driver can draw the first stretch now: a copy of the sequential engine's loop
-runs with a tally in place of the algorithm, which counts events without applying any, and
+runs with a tally in place of the algorithm, which records events without applying any, and
 stops at the first evaluation point. The simulation it was copied from is left untouched.
 """
 
@@ -14,22 +14,26 @@ import copy
 from typing import Any
 
 from flsim.hosts.event_host import BLOCK, EventCounters, EventSimulation
-from flsim.hosts.event_partition import DrawnWork
+from flsim.hosts.event_partition import DrawnWork, Event
 from flsim.hosts.run_loop import TimeGrid
 from flsim.rng import numpy_rng
 
 
 class _Tally:
-    """Stands in for an asynchronous algorithm: counts each node's and each edge's events."""
+    """Stands in for an asynchronous algorithm: records the events, counts each node's and
+    each edge's."""
 
     def __init__(self, num_nodes: int) -> None:
+        self.stream: list[Event] = []
         self.computes = [0] * num_nodes
         self.edges: dict[tuple[int, int], int] = {}
 
     def on_compute(self, node: int, t: float) -> None:
+        self.stream.append((t, node, -1))
         self.computes[node] += 1
 
     def on_edge(self, i: int, j: int, t: float) -> None:
+        self.stream.append((t, i, j))
         key = (min(i, j), max(i, j))
         self.edges[key] = self.edges.get(key, 0) + 1
 
@@ -53,4 +57,4 @@ def first_stretch_work(simulation: EventSimulation, checkpoint: dict[str, Any] |
         probe.grid.index, probe.position = int(loop["eval_index"]), int(loop["position"])
     for _ in probe._run_events():
         break  # the first evaluation point: the stretch is drawn
-    return DrawnWork(tally.computes, tally.edges)
+    return DrawnWork(tally.stream, tally.computes, tally.edges)
