@@ -296,7 +296,9 @@ class RayEventRunner:
         scenario = self.scenario
         probe = EventSimulation(scenario, self.task, RowCollector(), Silent())
         parts = part_count(scenario)
-        owner, facts = plan_partition(probe, parts, checkpoint)  # balanced by the first stretch's draws
+        # The rate-based cut decides; the drawn-work balancing costs a draw of the first
+        # stretch, so it is done only for a run that will have parts.
+        _, facts = plan_partition(probe, parts, checkpoint, balance=False)
         facts["setting"] = scenario.backend.event_parallelism
         if not can_run_in_parallel(probe.algorithm) or parts < 2:
             reason = "one actor" if parts < 2 else f"{probe.algorithm.name} has no parallel form"
@@ -313,7 +315,8 @@ class RayEventRunner:
                     return self._coordinator(coordinator, checkpoint, facts)
             finally:
                 coordinator.shutdown()  # pooled: the parts below reuse its actor
-        facts["mode"] = "on"
+        owner, balanced = plan_partition(probe, parts, checkpoint)  # balanced by the first stretch's draws
+        facts.update(balanced, mode="on")
         return self._parallel(owner, checkpoint, facts)
 
     def _coordinator(

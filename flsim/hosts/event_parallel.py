@@ -303,19 +303,20 @@ def run_graph(simulation: EventSimulation) -> tuple[list[tuple[int, int]], list[
 
 
 def plan_partition(
-    simulation: EventSimulation, parts: int, checkpoint: dict[str, Any] | None = None
+    simulation: EventSimulation, parts: int, checkpoint: dict[str, Any] | None = None, balance: bool = True
 ) -> tuple[list[int], dict[str, Any]]:
     """The owner of every node for ``parts`` parts, and facts about the cut (for summaries).
 
     An asynchronous run's parts are balanced by the work of its first stretch (from the
-    start, or from ``checkpoint``), drawn ahead from the seed (:func:`balance_parts`); a
-    synchronous run's nodes all work alike, so node counts balance it.
+    start, or from ``checkpoint``), drawn ahead from the seed (:func:`balance_parts`), unless
+    ``balance`` is false (the rate-based cut alone, for deciding whether to run parts at
+    all); a synchronous run's nodes all work alike, so node counts balance it.
     """
     edges, rates = run_graph(simulation)
     n = simulation.task.num_clients
     rate_owner = partition_nodes(n, edges, rates, parts)
     owner, facts = rate_owner, {}
-    if not simulation.algorithm.synchronous:
+    if balance and not simulation.algorithm.synchronous:
         work = first_stretch_work(simulation, checkpoint)
         owner = balance_parts(n, edges, rates, parts, work)
         facts = {

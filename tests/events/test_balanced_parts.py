@@ -190,3 +190,32 @@ def test_a_synchronous_run_keeps_the_rate_partition():
     owner, facts = plan_partition(simulation, 2)
     edges, rates = run_graph(simulation)
     assert "balanced_by" not in facts and owner == partition_nodes(9, edges, rates, 2)
+
+
+def test_a_long_first_stretch_is_drawn_only_to_its_first_events_a_node(monkeypatch):
+    """A long stretch of cheap events is sampled by its beginning: at most
+    ``MAX_EVENTS_PER_NODE`` events a node, exactly the first events of the whole draw."""
+    from flsim.hosts import event_first_stretch
+
+    simulation = _simulation(_scenario("ring", every=40.0))
+    whole = first_stretch_work(simulation)
+    cap = len(whole.stream) // (3 * simulation.task.num_clients)
+    assert cap >= 1
+    monkeypatch.setattr(event_first_stretch, "MAX_EVENTS_PER_NODE", cap)
+    head = first_stretch_work(simulation)
+    assert len(head.stream) == cap * simulation.task.num_clients
+    assert head.stream == whole.stream[: len(head.stream)]
+    assert sum(head.computes) == sum(1 for _, _, j in head.stream if j < 0)
+
+
+def test_deciding_whether_to_run_parts_draws_nothing(monkeypatch):
+    """``auto`` decides on the rate-based cut; the first stretch is drawn only for a run that
+    will have parts (``balance=False`` never calls the draw)."""
+    from flsim.hosts import event_parallel
+
+    simulation = _simulation(_scenario("torus"))
+    monkeypatch.setattr(event_parallel, "first_stretch_work", lambda *a: pytest.fail("drew the stretch"))
+    owner, facts = plan_partition(simulation, 2, balance=False)
+    edges, rates = run_graph(simulation)
+    assert owner == partition_nodes(simulation.task.num_clients, edges, rates, 2)
+    assert "balanced_by" not in facts and facts["parts"] == 2
