@@ -65,12 +65,7 @@ def first_stretch_work(simulation: EventSimulation, checkpoint: dict[str, Any] |
     probe.grid = TimeGrid(simulation.every_time, simulation.scenario.budget.time)
     probe.t, probe.graph_index, probe.block, probe.position = 0.0, 0, ([], []), BLOCK
     if checkpoint is not None:
-        probe.counters = EventCounters(**checkpoint["counters"])
-        probe.rng.bit_generator.state = checkpoint["rng"]
-        probe.block = (checkpoint["block"][0].tolist(), checkpoint["block"][1].tolist())
-        loop = checkpoint["loop"]
-        probe.t, probe.graph_index = float(loop["t"]), int(loop["graph_index"])
-        probe.grid.index, probe.position = int(loop["eval_index"]), int(loop["position"])
+        probe.restore_loop(checkpoint)
     try:
         for _ in probe._run_events():
             break  # the first evaluation point: the stretch is drawn

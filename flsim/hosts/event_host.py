@@ -246,17 +246,22 @@ class EventSimulation:
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint: the rows written before it are written again first."""
-        self.counters = EventCounters(**state["counters"])
+        self.restore_loop(state)
         self.algorithm.load_state_dict(state["algorithm"])
+        self.sink.truncate_metrics(-1)
+        for row in state["rows"]:
+            self.sink.append_metrics(row)
+
+    def restore_loop(self, state: dict[str, Any]) -> None:
+        """The loop's own state from a checkpoint (counters, event stream, times, grid), not
+        the algorithm's: what drawing the events on from that point needs."""
+        self.counters = EventCounters(**state["counters"])
         self.rng.bit_generator.state = state["rng"]
         self.block = (state["block"][0].tolist(), state["block"][1].tolist())
         loop = state["loop"]
         self.t, self.graph_index = float(loop["t"]), int(loop["graph_index"])
         self.grid.index, self.iteration = int(loop["eval_index"]), int(loop["iteration"])
         self.position = int(loop["position"])
-        self.sink.truncate_metrics(-1)
-        for row in state["rows"]:
-            self.sink.append_metrics(row)
 
     def _points(self, limit: float, inclusive: bool = True, stopped: bool = False) -> Iterator[Step]:
         """A step (one row each) at every grid time ≤ limit (< limit if not inclusive) and ≤ budget.time.
