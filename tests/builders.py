@@ -40,6 +40,22 @@ def make_ridge(algorithm: dict[str, Any] | str = "dadao", **updates: Any) -> dic
     return raw
 
 
+def wall_clock_dadao(**updates: Any) -> dict[str, Any]:
+    """tiny_linreg as DADAO on a ring in ``time: wall`` on 2 Ray actors (8 time units of
+    0.25 s, a row every 2); ``updates`` are merged in (nested)."""
+    raw = tiny_linreg(
+        algorithm={"name": "dadao"},
+        topology={"kind": "ring"},
+        clients_per_round=None,
+        budget={"time": 8.0},
+        eval={"every_time": 2.0},
+        time="wall",
+        wall={"seconds_per_unit": 0.25},
+        backend={"kind": "ray", "num_actors": 2},
+    )
+    return merge(raw, updates)
+
+
 def tiny_digits(**updates: Any) -> dict[str, Any]:
     scenario: dict[str, Any] = {
         "name": "tiny_digits",
@@ -117,3 +133,28 @@ def run_until_crash(
             flsim.run(raw, run_dir=run_dir)
     finally:
         driver.run_round = original
+
+
+def fails_at_the_timeout(config: dict[str, Any], run_dir: Path, frozen: list[int]) -> None:
+    """Run ``config`` while the actors ``frozen`` (SIGSTOPped pids, filled in as the run
+    freezes them) neither answer nor die: the run must fail with ``backend.timeout_s``'s
+    error, and its summary must say so. The frozen processes are killed afterwards."""
+    import contextlib
+    import os
+    import signal
+
+    import pytest
+
+    import flsim
+
+    timeout = f"timeout_s={config['backend']['timeout_s']:g}"
+    try:
+        with pytest.raises(TimeoutError, match=rf"did not answer within backend\.{timeout}"):
+            flsim.run(config, run_dir=run_dir)
+    finally:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert frozen
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and timeout in summary["error"]

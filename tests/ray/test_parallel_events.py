@@ -6,7 +6,6 @@ One Ray session (num_cpus=2) serves the whole module; it is always shut down.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -25,7 +24,7 @@ from flsim.backends.ray_parallel_events import RayEventParts, RayPartExecutor, p
 from flsim.hosts import event_mailbox
 from flsim.hosts.event_stretch import WRITTEN
 from flsim.results.writer import RunWriter
-from tests.builders import make_ridge, metrics_without_wall_time
+from tests.builders import fails_at_the_timeout, make_ridge, metrics_without_wall_time
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 
@@ -190,16 +189,7 @@ def test_a_frozen_part_actor_fails_the_run_within_the_timeout(tmp_path, monkeypa
     """A SIGSTOPped actor neither answers nor dies: the level waits end at backend.timeout_s."""
     raw = _scenario("dadao", "ring", "uniform")
     frozen = _kill_part_on_flush(monkeypatch, 2, 1, signal.SIGSTOP)
-    try:
-        with pytest.raises(TimeoutError, match=r"did not answer within backend\.timeout_s=3"):
-            flsim.run(_on_ray(raw, 2, timeout_s=3), run_dir=tmp_path / "ray")
-    finally:
-        for pid in frozen:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    assert frozen
-    summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
-    assert summary["status"] == "failed" and "timeout_s=3" in summary["error"]
+    fails_at_the_timeout(_on_ray(raw, 2, timeout_s=3), tmp_path / "ray", frozen)
 
 
 @pytest.mark.slow

@@ -5,7 +5,6 @@ One Ray session (num_cpus=2) serves the whole module; it is always shut down.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -20,7 +19,7 @@ from flsim.backends.ray_backend import RayBackend, RayCoordinator
 from flsim.engine.modes import driver_class
 from flsim.scenario import load_scenario
 from flsim.tasks import build_task
-from tests.builders import metrics_without_wall_time, tiny_digits, tiny_linreg
+from tests.builders import fails_at_the_timeout, metrics_without_wall_time, tiny_digits, tiny_linreg
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 
@@ -185,16 +184,7 @@ def test_a_hung_actor_fails_the_run_with_the_configured_timeout(tmp_path, monkey
     frozen = _kill_before_round(monkeypatch, raw, 3, _client_actor, signal.SIGSTOP)
     config = _ray(raw)
     config["backend"]["timeout_s"] = 3
-    try:
-        with pytest.raises(TimeoutError, match=r"did not answer within backend\.timeout_s=3"):
-            flsim.run(config, run_dir=tmp_path / "ray")
-    finally:
-        for pid in frozen:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    assert frozen
-    summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
-    assert summary["status"] == "failed" and "timeout_s=3" in summary["error"]
+    fails_at_the_timeout(config, tmp_path / "ray", frozen)
 
 
 def test_the_driver_only_holds_references_to_models(tmp_path):

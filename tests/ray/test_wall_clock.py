@@ -9,24 +9,17 @@ import numpy as np
 import pytest
 
 import flsim
-from tests.builders import metrics_without_wall_time, tiny_linreg
+from tests.builders import metrics_without_wall_time, wall_clock_dadao
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 
 
 def _wall_scenario() -> dict:
-    raw = tiny_linreg(
-        algorithm={"name": "dadao"},
-        topology={"kind": "ring"},
-        clients_per_round=None,
-        budget={"time": 8.0},
-        eval={"every_time": 2.0},
-        time="wall",
-        wall={"seconds_per_unit": 0.25, "start_delay_s": 1.0},
-        backend={"kind": "ray", "num_actors": 2, "timeout_s": 60},
+    return wall_clock_dadao(
+        task={"dataset_params": {"l2": 1.0}},
+        wall={"start_delay_s": 1.0},
+        backend={"timeout_s": 60},
     )
-    raw["task"]["dataset_params"]["l2"] = 1.0
-    return raw
 
 
 def test_wall_run_records_its_events_and_replays_exactly(tmp_path):

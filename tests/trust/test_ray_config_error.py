@@ -14,7 +14,7 @@ import pickle
 import pytest
 
 from flsim.config.errors import ConfigError, ConfigErrors
-from tests.builders import tiny_linreg
+from tests.builders import tiny_linreg, wall_clock_dadao
 from tests.trust.helpers import cli, one_error_line, write_scenario
 
 
@@ -100,19 +100,15 @@ def test_a_config_error_in_a_wall_clock_actor_is_exit_2_with_one_line(
     (tmp_path / "flsim_trust_wall_where_built.py").write_text(WALL_PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("FLSIM_TRUST_ON_DRIVER", "1")
-    raw = tiny_linreg(
+    raw = wall_clock_dadao(
         algorithm={"name": "dadao_where_it_runs"},
-        topology={"kind": "ring"},
-        clients_per_round=None,
+        task={"dataset_params": {"l2": 1.0}},
         budget={"time": 4.0},
-        eval={"every_time": 2.0},
-        time="wall",
         wall={"seconds_per_unit": 0.1, "start_delay_s": 0.5},
-        backend={"kind": "ray", "num_actors": 1, "cpus_per_actor": 0.5, "timeout_s": 60},
+        backend={"num_actors": 1, "cpus_per_actor": 0.5, "timeout_s": 60},
         plugins=["flsim_trust_wall_where_built"],
         output={"dir": str(tmp_path / "runs")},
     )
-    raw["task"]["dataset_params"]["l2"] = 1.0
     code, _, err = cli(capsys, "run", str(write_scenario(tmp_path / "w.yaml", raw)))
     assert code == 2, err
     assert one_error_line(err) == (

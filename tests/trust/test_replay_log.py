@@ -21,21 +21,12 @@ from flsim.engine import event_log
 from flsim.engine.event_driver import replay
 from flsim.hosts.sinks import RowCollector
 from flsim.tasks import build_task
-from tests.builders import tiny_linreg
+from tests.builders import wall_clock_dadao
 from tests.trust.helpers import cli, one_error_line
 
 
 def _wall_scenario() -> dict:
-    return tiny_linreg(
-        algorithm={"name": "dadao"},
-        topology={"kind": "ring"},
-        clients_per_round=None,
-        budget={"time": 8.0},
-        eval={"every_time": 2.0},
-        time="wall",
-        wall={"seconds_per_unit": 0.25},
-        backend={"kind": "ray", "num_actors": 2},
-    )
+    return wall_clock_dadao()
 
 
 def _events() -> list[dict]:
