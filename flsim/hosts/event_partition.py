@@ -208,30 +208,38 @@ def balance_parts(
     if parts == 1 or work.events < MIN_EVENTS_PER_NODE * num_nodes:
         return rate_owner
     limit = max(part_work(work, rate_owner, parts))
+    rate_length = schedule_length(work, rate_owner, parts)
     roots = sorted({k * num_nodes // ROOTS for k in range(1, ROOTS)} - {0})
-    starts = [rate_owner, *(partition_nodes(num_nodes, edges, rates, parts, root) for root in roots)]
-    fair = [start for start in starts if max(part_work(work, start, parts)) <= limit]
-    owner = list(min(fair, key=lambda start: schedule_length(work, start, parts)))
+    starts = [partition_nodes(num_nodes, edges, rates, parts, root) for root in roots]
+    fair = [(rate_length, rate_owner)]
+    fair += [
+        (schedule_length(work, start, parts), start)
+        for start in starts
+        if max(part_work(work, start, parts)) <= limit
+    ]
+    length, best = min(fair, key=lambda scored: scored[0])  # the first of equal lengths
+    owner = list(best)
     neighbours: list[set[int]] = [set() for _ in range(num_nodes)]
     for i, j in edges:
         neighbours[i].add(j)
         neighbours[j].add(i)
-    while _move_one(work, owner, parts, neighbours):
-        pass
-    if schedule_length(work, owner, parts) > (1 - MIN_GAIN) * schedule_length(work, rate_owner, parts):
-        return rate_owner
-    return owner
+    while (shorter := _move_one(work, owner, parts, neighbours, length)) is not None:
+        length = shorter
+    return rate_owner if length > (1 - MIN_GAIN) * rate_length else owner
 
 
-def _move_one(work: DrawnWork, owner: list[int], parts: int, neighbours: list[set[int]]) -> bool:
-    """Move the boundary node of the busiest part whose move shortens the schedule most
-    without making any part busier than the busiest is; False if none does. Every move
-    strictly shortens the schedule, so the refinement ends."""
+def _move_one(
+    work: DrawnWork, owner: list[int], parts: int, neighbours: list[set[int]], length: float
+) -> float | None:
+    """Move the boundary node of the busiest part whose move shortens the schedule (now
+    ``length``) most without making any part busier than the busiest is, and return the new
+    length; None if no move does. Every move strictly shortens the schedule, so the
+    refinement ends."""
     loads = part_work(work, owner, parts)
     busiest = loads.index(max(loads))
     if owner.count(busiest) == 1:
-        return False
-    best, best_move = schedule_length(work, owner, parts), None
+        return None
+    best, best_move = length, None
     for node in range(len(owner)):
         if owner[node] != busiest:
             continue
@@ -243,9 +251,9 @@ def _move_one(work: DrawnWork, owner: list[int], parts: int, neighbours: list[se
                     best, best_move = length, (node, target)
             owner[node] = busiest
     if best_move is None:
-        return False
+        return None
     owner[best_move[0]] = best_move[1]
-    return True
+    return best
 
 
 @dataclass
