@@ -318,7 +318,7 @@ def plan_partition(
     owner, facts = rate_owner, {}
     if balance and not simulation.algorithm.synchronous:
         work = first_stretch_work(simulation, checkpoint)
-        owner = balance_parts(n, edges, rates, parts, work)
+        owner = balance_parts(n, edges, rates, parts, work, rate_owner)
         facts = {
             "balanced_by": "drawn work" if work.events >= MIN_EVENTS_PER_NODE * n else "rates",
             "first_stretch_events": work.events,

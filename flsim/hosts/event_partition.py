@@ -188,7 +188,12 @@ def schedule_length(work: DrawnWork, owner: Sequence[int], parts: int) -> float:
 
 
 def balance_parts(
-    num_nodes: int, edges: Sequence[tuple[int, int]], rates: Sequence[float], parts: int, work: DrawnWork
+    num_nodes: int,
+    edges: Sequence[tuple[int, int]],
+    rates: Sequence[float],
+    parts: int,
+    work: DrawnWork,
+    rate_owner: list[int] | None = None,
 ) -> list[int]:
     """A partition for the drawn ``work`` rather than for node counts alone.
 
@@ -201,10 +206,12 @@ def balance_parts(
     :func:`schedule_length` is refined by moving boundary nodes off the busiest part while
     that shortens the schedule and makes no part busier than the busiest was (part sizes
     may then differ). The result replaces the rate-based partition only if it shortens the
-    schedule by ``MIN_GAIN``. Deterministic: only the drawn events decide.
+    schedule by ``MIN_GAIN``. Deterministic: only the drawn events decide. ``rate_owner``:
+    :func:`partition_nodes`'s partition, if the caller already has it.
     """
     parts = max(1, min(parts, num_nodes))
-    rate_owner = partition_nodes(num_nodes, edges, rates, parts)
+    if rate_owner is None:
+        rate_owner = partition_nodes(num_nodes, edges, rates, parts)
     if parts == 1 or work.events < MIN_EVENTS_PER_NODE * num_nodes:
         return rate_owner
     limit = max(part_work(work, rate_owner, parts))
