@@ -17,8 +17,9 @@ sequential engine, so every replica stays identical to it).
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -120,18 +121,28 @@ class EventPart:
         if control is not None and self.mailboxes is not None:
             self.control = Control(control, self.scenario.backend.timeout_s)
 
-    def level(self, call: LevelCall, *incoming: Any) -> NodeStates:
-        """Apply one level's call; returns the exported node states (see ``plan_levels``).
-        The last ``call.fences`` arguments are only waited for (see ``SlotPlanner``)."""
+    @contextlib.contextmanager
+    def _working(self) -> Iterator[None]:
+        """Around every call that applies events: a failure is latched (see :meth:`_check`),
+        and the call's seconds are counted as busy, less those spent waiting for partners."""
         self._touch()
         start = time.perf_counter()
+        waited = self.control.waited if self.control is not None else 0.0
         try:
-            return self._level(call, incoming[: len(incoming) - call.fences])
+            yield
         except Exception as exc:
             self.failure = repr(exc)
             raise
         finally:
-            self.busy += time.perf_counter() - start
+            wait = (self.control.waited if self.control is not None else 0.0) - waited
+            self.waited += wait
+            self.busy += time.perf_counter() - start - wait
+
+    def level(self, call: LevelCall, *incoming: Any) -> NodeStates:
+        """Apply one level's call; returns the exported node states (see ``plan_levels``).
+        The last ``call.fences`` arguments are only waited for (see ``SlotPlanner``)."""
+        with self._working():
+            return self._level(call, incoming[: len(incoming) - call.fences])
 
     def _level(self, call: LevelCall, incoming: tuple[NodeStates, ...]) -> NodeStates:
         received: NodeStates = {}
@@ -179,19 +190,11 @@ class EventPart:
         a level's imports once their senders have published them, its exports once every
         reader of their slots' previous content has published that it read it (see
         :mod:`flsim.hosts.event_stretch`). The same events in the same order as :meth:`level`."""
-        self._touch()
         control = self.control
         assert control is not None and self.mailboxes is not None
-        start, waited = time.perf_counter(), control.waited
-        try:
+        with self._working():
             for step in steps:
                 self._step(step, control, self.mailboxes.index)
-        except Exception as exc:
-            self.failure = repr(exc)
-            raise
-        finally:
-            self.waited += control.waited - waited
-            self.busy += time.perf_counter() - start - (control.waited - waited)
 
     def _step(self, step: StretchStep, control: Control, index: int) -> None:
         control.wait(WRITTEN, step.after)
@@ -206,15 +209,8 @@ class EventPart:
     def sync(self, another: bool, *gradients: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
         """Finish the previous iteration with every part's ``gradients`` (if given), then,
         if ``another``, evaluate this part's gradients of the next iteration."""
-        self._touch()
-        start = time.perf_counter()
-        try:
+        with self._working():
             return self._sync(another, gradients)
-        except Exception as exc:
-            self.failure = repr(exc)
-            raise
-        finally:
-            self.busy += time.perf_counter() - start
 
     def _sync(self, another: bool, gradients: tuple[dict[int, np.ndarray], ...]) -> dict[int, np.ndarray]:
         algorithm = self.algorithm
